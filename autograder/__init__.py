@@ -1,0 +1,1 @@
+"""The course's grading package: releases assignments and grades submissions."""
