@@ -14,7 +14,7 @@ export COURSE_DATA ?= $(abspath $(CURDIR)/../shared/data)
 .PHONY: book release test test-fast venv clean
 
 book: venv release
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo
 	@echo "The book is built. Open: file://$(CURDIR)/_build/html/index.html"
 

@@ -1,0 +1,34 @@
+"""environment.yml (conda) and pyproject.toml (pip) describe the same environment."""
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+
+def pinned(requirements):
+    pins = {}
+    for req in requirements:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", req.strip())
+        assert m, f"'{req}' is not pinned with ==: pin every dependency"
+        pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    conda_pkgs = [d for d in env["dependencies"] if isinstance(d, str)]
+
+    assert pinned(project["dependencies"]) == pinned([r for r in pip_section if r != "-e ."])
+    assert "-e ." in pip_section, "environment.yml must install the course package itself (-e .)"
+    assert "python=3.11" in conda_pkgs and project["requires-python"].startswith(">=3.11")
+
+
+def test_core_packages_are_declared():
+    names = pinned(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    for needed in ["jupyter-book", "nbgrader", "torch", "ipywidgets", "pytest", "nbval"]:
+        assert needed in names, f"{needed} is missing from pyproject.toml"
+    assert names["jupyter-book"].startswith("1."), "Jupyter Book 2.x cannot build offline: keep 1.x"
