@@ -1,0 +1,114 @@
+"""Render the built chapter in headless Chromium: math typeset, figures loaded, links alive.
+
+Skipped with a reason when no Chromium is installed; `.ci/run` installs Debian's.
+Screenshots land in _build/screenshots/ for a person to look at.
+"""
+import functools
+import http.server
+import re
+import threading
+from urllib.parse import urldefrag, urljoin
+
+import pytest
+
+from conftest import ROOT, chromium_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+PAGES = ["book/intro.html"] + [f"book/ch03-attention/{p}.html" for p in
+                               ("index", "soft-lookup", "scaled-dot-product", "masks-and-self-attention", "summary")]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no Chromium found (install Debian's `chromium`; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+MATHJAX_DONE = """async () => {
+  for (let i = 0; i < 100 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
+    await new Promise(r => setTimeout(r, 100));
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return {loaded: false};
+  await MathJax.startup.promise;
+  return {
+    loaded: true,
+    typeset: document.querySelectorAll('mjx-container').length,
+    errors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+    raw: (document.body.innerText.match(/\\\\(frac|sqrt|mathrm)\\b/g) || []).length,
+  };
+}"""
+
+IMAGES = """() => Array.from(document.images).map(i => ({src: i.currentSrc, ok: i.complete && i.naturalWidth > 0}))"""
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders(browser, server, page):
+    tab = browser.new_page(viewport={"width": 1280, "height": 1800})
+    failed = []
+    tab.on("requestfailed", lambda r: failed.append(r.url))
+    tab.on("response", lambda r: r.status >= 400 and not r.url.endswith("favicon.ico") and failed.append(r.url))
+    tab.goto(server + page, wait_until="load")
+    math = tab.evaluate(MATHJAX_DONE)
+    assert math["loaded"], "MathJax did not load"
+    assert math["errors"] == 0, f"{math['errors']} MathJax errors on {page}"
+    assert math["raw"] == 0, f"untypeset TeX visible on {page}"
+    if "ch03-attention" in page and "summary" not in page:
+        assert math["typeset"] > 0, f"no typeset math on {page}"
+    broken = [img["src"] for img in tab.evaluate(IMAGES) if not img["ok"]]
+    assert broken == [], f"images that did not load on {page}: {broken}"
+    local_failures = [u for u in failed if u.startswith(server)]
+    assert local_failures == [], f"requests to the book that failed: {local_failures}"
+
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(shots / (page.replace("/", "_") + ".png")), full_page=False)
+    tab.close()
+
+
+def test_no_internal_link_is_broken(browser, server):
+    tab = browser.new_page()
+    ids_cache = {}
+
+    def ids_of(url):
+        if url not in ids_cache:
+            response = tab.request.get(url)
+            assert response.ok, f"broken link target {url} ({response.status})"
+            ids_cache[url] = set(re.findall(r'id="([^"]+)"', response.text()))
+        return ids_cache[url]
+
+    checked = 0
+    for page in PAGES:
+        tab.goto(server + page)
+        for href in tab.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+            if not href.startswith(server):
+                continue
+            target, anchor = urldefrag(href)
+            if not target.endswith(".html"):
+                assert tab.request.get(target).ok, f"{page}: broken link to {target}"
+            elif anchor:
+                assert anchor in ids_of(target), f"{page}: link to missing anchor {href}"
+            else:
+                ids_of(target)
+            checked += 1
+    assert checked > 20, "too few internal links found: is the page empty?"
+    tab.close()
