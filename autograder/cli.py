@@ -1,12 +1,23 @@
-"""The course's command line: `course release`, and the grading commands."""
-import argparse
-import sys
+"""The course's command line.
 
-from . import release as release_mod
-from .paths import CourseError, known_assignments
+  course release [aNN ...]            regenerate assignments/ from solutions/
+  course grade NOTEBOOK --assignment aNN [--json]
+  course autograde aNN [--jobs N] [--shard K/N] [--student ID]
+  course merge RESULTS ...            load shard results into the gradebook
+  course feedback aNN [--student ID]  HTML feedback per student
+  course export [--to grades.csv]     the gradebook as CSV
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .paths import CourseError, check_assignment_name, course_root, known_assignments
 
 
 def cmd_release(args) -> int:
+    from . import release as release_mod
     names = args.assignments or known_assignments()
     if not names:
         raise CourseError("no assignments found: solutions/ has no aNN/ folder")
@@ -16,14 +27,176 @@ def cmd_release(args) -> int:
     return 0
 
 
+def _readable_notebook(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise CourseError(f"{path}: no such file")
+    if not os.access(p, os.R_OK):
+        raise CourseError(f"{path}: not readable (check its permissions)")
+    return p
+
+
+def cmd_grade(args) -> int:
+    from .judge import grade
+    from .sandbox import isolation_warning
+    check_assignment_name(args.assignment)
+    notebook = _readable_notebook(args.notebook)
+    if not args.in_process and isolation_warning():
+        print(isolation_warning(), file=sys.stderr)
+    report = grade(notebook, args.assignment, device=args.device, in_process=args.in_process)
+    if args.json:
+        print(json.dumps(report, sort_keys=False))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def format_report(report: dict) -> str:
+    from .gradebook import report_text
+    lines = [f"{report['assignment']}: {report['score']:g} / {report['max_score']:g}", ""]
+    for comp in report["components"]:
+        lines.append(report_text(comp))
+    for err in report.get("errors", []):
+        lines.append(f"note: {err}")
+    return "\n".join(lines).rstrip()
+
+
+def cmd_autograde(args) -> int:
+    from . import classroom, gradebook
+    from .sandbox import isolation_warning
+    root = course_root()
+    check_assignment_name(args.assignment)
+    shard = classroom.parse_shard(args.shard)
+    if isolation_warning():
+        print(isolation_warning(), file=sys.stderr)
+    items = classroom.take_shard(classroom.find_submissions(args.assignment, root, args.student), shard)
+    if not items:
+        print(f"no submissions of {args.assignment} to grade" + (f" in shard {args.shard}" if shard else ""))
+        return 0
+    results = classroom.grade_class(args.assignment, items, root, jobs=args.jobs, device=args.device,
+                                    progress=not args.quiet)
+    if shard:
+        out = Path(args.results or f"results-{args.assignment}-{shard[0]}-of-{shard[1]}.json")
+        gradebook.write_results(out, args.assignment, _portable(results))
+        print(f"wrote {len(results)} results to {out}; load them with `course merge {out} ...`")
+    else:
+        store(args.assignment, _portable(results), root, args.db)
+    print(classroom.summary_table(results))
+    return 0
+
+
+def _portable(results: dict) -> dict:
+    return {s: {"report": r["report"], "notebook": dict(r["notebook"])} for s, r in results.items()}
+
+
+def store(assignment: str, results: dict, root: Path, db: str | None) -> None:
+    """Scores into the gradebook, reports into autograded/<student>/<assignment>/."""
+    import warnings
+
+    import nbformat
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    from . import gradebook
+    url = gradebook.db_url(root, db)
+    # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings on add_submission; harmless.
+    with warnings.catch_warnings(), Gradebook(url) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        nb_name = gradebook.ensure_assignment(gb, assignment, root)
+        for student, result in sorted(results.items()):
+            gradebook.record(gb, assignment, nb_name, student, result["report"])
+            folder = root / "autograded" / student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nbformat.from_dict(result["notebook"]), folder / f"{nb_name}.ipynb")
+            (folder / "report.json").write_text(json.dumps(result["report"], indent=1))
+
+
+def cmd_merge(args) -> int:
+    from . import classroom, gradebook
+    root = course_root()
+    merged, assignment = {}, None
+    for path in args.results:
+        name, results = gradebook.read_results(Path(path))
+        if assignment and name != assignment:
+            raise CourseError(f"{path} holds results of {name}, the others of {assignment}: merge one assignment at a time")
+        assignment = name
+        overlap = set(merged) & set(results)
+        if overlap:
+            raise CourseError(f"{path} grades students already merged ({', '.join(sorted(overlap)[:3])}): "
+                              "were two shards given the same K/N?")
+        merged.update(results)
+    check_assignment_name(assignment)
+    store(assignment, merged, root, args.db)
+    print(classroom.summary_table(merged))
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    from . import gradebook
+    root = course_root()
+    check_assignment_name(args.assignment)
+    extra = [f"--student={args.student}"] if args.student else []
+    gradebook.run_nbgrader(["generate_feedback", args.assignment, "--force", *extra], root,
+                           gradebook.db_url(root, args.db))
+    made = sorted((root / "feedback").glob(f"*/{args.assignment}/*.html"))
+    print(f"feedback for {len(made)} students in {root / 'feedback'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import gradebook
+    root = course_root()
+    target = Path(args.to).resolve()
+    gradebook.run_nbgrader(["export", f"--to={target}"], root, gradebook.db_url(root, args.db))
+    print(f"grades written to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    parser = argparse.ArgumentParser(prog="course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="regenerate assignments/ from solutions/ with nbgrader")
     p.add_argument("assignments", nargs="*", help="aNN names (default: all)")
     p.add_argument("--to", default=None, help="release into this folder instead of assignments/")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("grade", help="grade one notebook")
+    p.add_argument("notebook")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--in-process", action="store_true",
+                   help="run the student's code in this process (debugging suites; NOT safe for real submissions)")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("autograde", help="grade submitted/<student>/aNN/ into the gradebook")
+    p.add_argument("assignment")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--shard", default=None, help="K/N: grade every N-th student from the K-th, write a results file")
+    p.add_argument("--results", default=None, help="where --shard writes its results file")
+    p.add_argument("--student", default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: nbgrader_config.py)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_autograde)
+
+    p = sub.add_parser("merge", help="load shard results files into the gradebook")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("feedback", help="write HTML feedback for each student")
+    p.add_argument("assignment")
+    p.add_argument("--student", default=None)
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("export", help="export the gradebook as CSV")
+    p.add_argument("--to", default="grades.csv")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

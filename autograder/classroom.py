@@ -1,0 +1,103 @@
+"""Grade a whole class: find submissions, grade them in parallel, store results."""
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .extract import release_notebook
+from .paths import CourseError
+
+
+def find_submissions(assignment: str, root: Path, student: str | None = None) -> list[tuple[str, Path | None]]:
+    """submitted/<student>/<assignment>/<notebook>.ipynb, sorted by student id."""
+    base = root / "submitted"
+    if not base.is_dir():
+        raise CourseError(f"no submitted/ folder in {root}: collect submissions into submitted/<student>/{assignment}/")
+    wanted = release_notebook(assignment, root).name
+    found = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        if student and folder.name != student:
+            continue
+        notebooks = sorted((folder / assignment).glob("*.ipynb"))
+        if not (folder / assignment).is_dir():
+            continue
+        exact = [n for n in notebooks if n.name == wanted]
+        found.append((folder.name, (exact or notebooks or [None])[0]))
+    if student and not found:
+        raise CourseError(f"no submission of {assignment} for student '{student}' in submitted/")
+    return found
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise CourseError(f"--shard takes K/N with 1 <= K <= N, e.g. 2/4; got '{spec}'") from None
+    if not 1 <= k <= n:
+        raise CourseError(f"--shard takes K/N with 1 <= K <= N, e.g. 2/4; got '{spec}'")
+    return k, n
+
+
+def take_shard(items: list, shard: tuple[int, int] | None) -> list:
+    if shard is None:
+        return items
+    k, n = shard
+    return items[k - 1::n]
+
+
+def _grade_one(task):
+    """Runs in a pool process: one student's report and autograded notebook."""
+    from .gradebook import autograded_notebook
+    from .judge import empty_report, grade
+    student, notebook, assignment, device, root = task
+    if notebook is None:
+        report = empty_report(assignment, root, f"no notebook found in submitted/{student}/{assignment}/")
+    else:
+        try:
+            report = grade(notebook, assignment, device=device, root=root)
+        except CourseError as err:
+            report = empty_report(assignment, root, str(err))
+        except Exception as err:  # noqa: BLE001 - a grader fault must not stop the class
+            report = empty_report(assignment, root, f"internal grader error ({type(err).__name__}: {err}); "
+                                                    "ask your instructor to regrade")
+    nb = autograded_notebook(notebook, report, assignment, root)
+    return student, {"report": report, "notebook": nb}
+
+
+def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Path, jobs: int = 1,
+                device: str = "auto", progress: bool = True) -> dict:
+    tasks = [(student, nb, assignment, device, root) for student, nb in items]
+    results = {}
+    bar = tqdm(total=len(tasks), desc=f"grading {assignment}", unit="notebook", file=sys.stderr,
+               disable=not progress)
+    if jobs <= 1:
+        for task in tasks:
+            student, result = _grade_one(task)
+            results[student] = result
+            bar.update()
+    else:
+        # fork: pool processes start with torch and pytest already imported.
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            for student, result in pool.map(_grade_one, tasks):
+                results[student] = result
+                bar.update()
+    bar.close()
+    return results
+
+
+def summary_table(results: dict) -> str:
+    rows = [("student", "score", "max", "notes")]
+    for student, r in sorted(results.items()):
+        rep = r["report"]
+        rows.append((student, f"{rep['score']:g}", f"{rep['max_score']:g}", str(len(rep.get("errors", [])))))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if len(results) > 0:
+        mean = sum(r["report"]["score"] for r in results.values()) / len(results)
+        lines.append(f"{len(results)} notebooks graded; mean score {mean:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""Turn a submitted notebook into what the judge runs, checked against the release.
+
+The release (assignments/aNN) is the contract: its locked cells must come back
+unchanged (nbgrader's checksums), its answer cells are looked up by grade id,
+and the cells run are, in the release's order, the release's own setup cells and
+the student's answer cells. Whatever else a student adds to the notebook is not
+run: helpers belong in answer cells.
+"""
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.utils import compute_checksum
+
+from .notebook import read_notebook
+from .paths import CourseError, assignments_dir, solutions_dir
+
+
+@dataclass
+class Component:
+    grade_id: str           # the test cell's grade id: what the gradebook scores
+    name: str               # what the student builds, e.g. "scaled_dot_product_attention"
+    points: float
+    answer_cells: list[str] = field(default_factory=list)
+    zero_reason: str | None = None      # set when the component cannot earn points
+    forbidden_used: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    assignment: str
+    cells: list[tuple[str, str]]        # (cell id, source) in run order
+    components: list[Component]
+    messages: list[str] = field(default_factory=list)
+    fatal: str | None = None            # when nothing can be graded at all
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {}) if isinstance(cell.get("metadata"), dict) else {}
+
+
+def _defined_names(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+
+
+def release_notebook(assignment: str, root: Path | None = None) -> Path:
+    folder = assignments_dir(root) / assignment
+    found = sorted(folder.glob("*.ipynb"))
+    if not found:
+        raise CourseError(f"assignments/{assignment}/ holds no released notebook: run `course release {assignment}`")
+    return found[0]
+
+
+def components_of(release: nbformat.NotebookNode) -> list[Component]:
+    """Graded test cells, each with the answer cells since the previous one."""
+    comps, pending = [], []
+    for cell in release.cells:
+        meta = _meta(cell)
+        if meta.get("solution"):
+            pending.append(cell)
+        if meta.get("grade") and cell.cell_type == "code":
+            names = [n for c in pending for n in _defined_names(c.source)]
+            comps.append(Component(meta["grade_id"], names[0] if names else meta["grade_id"],
+                                   float(meta.get("points", 0)), [_meta(c)["grade_id"] for c in pending]))
+            pending = []
+    return comps
+
+
+def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
+    """Forbidden APIs named in a cell: `F.scaled_dot_product_attention`, an import of
+    it, or its name as a string (getattr tricks). The student's own function of the
+    same name is not an attribute access, so it is not flagged."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    by_attr = {d.rpartition(".")[2]: d for d in forbidden}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in by_attr:
+            found.add(by_attr[node.attr])
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name in by_attr and by_attr[alias.name].startswith(node.module or ""):
+                    found.add(by_attr[alias.name])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in by_attr:
+            found.add(by_attr[node.value])
+    return sorted(found)
+
+
+def prepare(submitted: Path, assignment: str, forbidden: list[str] | None = None,
+            root: Path | None = None) -> Prepared:
+    release = read_notebook(release_notebook(assignment, root))
+    components = components_of(release)
+    try:
+        nb = read_notebook(submitted)
+    except CourseError as err:
+        return Prepared(assignment, [], components, fatal=f"the notebook could not be read: {err}")
+
+    by_id = {}
+    for cell in nb.cells:
+        gid = _meta(cell).get("grade_id")
+        if gid and gid not in by_id:
+            by_id[gid] = cell
+    release_ids = [_meta(c)["grade_id"] for c in release.cells if _meta(c).get("grade_id")]
+    if not any(gid in by_id for gid in release_ids):
+        return Prepared(assignment, [], components,
+                        fatal=f"this notebook is not assignment {assignment}: none of its graded cells are in it "
+                              "(did you submit another assignment's notebook?)")
+
+    messages, cells = [], []
+    test_owner = {c.grade_id: c for c in components}
+    answer_owner = {a: c for c in components for a in c.answer_cells}
+    for rel in release.cells:
+        meta = _meta(rel)
+        gid = meta.get("grade_id")
+        if not gid:
+            continue
+        sub = by_id.get(gid)
+        if meta.get("locked"):
+            intact = sub is not None and compute_checksum(sub) == meta.get("checksum")
+            if not intact:
+                what = "deleted" if sub is None else "modified"
+                if gid in test_owner:
+                    test_owner[gid].zero_reason = f"the locked test cell '{gid}' was {what}: it must stay as released"
+                    messages.append(f"Locked test cell '{gid}' was {what}; its component scores 0.")
+                else:
+                    messages.append(f"Locked cell '{gid}' was {what}; the released version was used instead.")
+            if rel.cell_type == "code" and not meta.get("grade"):
+                cells.append((gid, rel.source))  # setup code: always the release's own
+        elif meta.get("solution") and rel.cell_type == "code":
+            if sub is None or sub.cell_type != "code":
+                messages.append(f"Answer cell '{gid}' is missing from the notebook.")
+                continue
+            cells.append((gid, sub.source))
+            if forbidden and gid in answer_owner:
+                used = forbidden_uses(sub.source, forbidden)
+                if used:
+                    answer_owner[gid].forbidden_used += used
+    return Prepared(assignment, cells, components, messages)
+
+
+def reference_cells(assignment: str, root: Path | None = None) -> list[tuple[str, str]]:
+    """The solution notebook's setup and answer cells: the reference implementation."""
+    folder = solutions_dir(root) / assignment
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if not notebooks:
+        raise CourseError(f"solutions/{assignment}/ holds no notebook: the reference cannot be built")
+    nb = read_notebook(notebooks[0])
+    cells = []
+    for cell in nb.cells:
+        meta = _meta(cell)
+        if cell.cell_type == "code" and meta.get("grade_id") and not meta.get("grade"):
+            cells.append((meta["grade_id"], cell.source))
+    return cells

@@ -1,0 +1,122 @@
+"""Where grades go: nbgrader's gradebook, autograded notebooks, feedback, CSV.
+
+The gradebook is nbgrader's own database (SQLite by default, any SQLAlchemy URL
+by configuration), so nbgrader's formgrader, feedback and export keep working on
+grades that the judge produced.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+from traitlets.config import Config
+
+from .extract import _meta, release_notebook
+from .paths import CourseError, course_root
+
+
+def nbgrader_config(root: Path) -> Config:
+    """nbgrader_config.py, evaluated the way nbgrader does."""
+    config = Config()
+    path = root / "nbgrader_config.py"
+    if path.exists():
+        exec(compile(path.read_text(), str(path), "exec"), {"get_config": lambda: config, "__file__": str(path)})
+    return config
+
+
+def db_url(root: Path, override: str | None = None) -> str:
+    if override:
+        return override
+    url = nbgrader_config(root).CourseDirectory.get("db_url")
+    return url or f"sqlite:///{root / 'gradebook.db'}"
+
+
+def ensure_assignment(gb: Gradebook, assignment: str, root: Path) -> str:
+    """Register the assignment's notebook and graded cells; returns the notebook name."""
+    release_path = release_notebook(assignment, root)
+    nb = nbformat.read(release_path, as_version=4)
+    name = release_path.stem
+    gb.update_or_create_assignment(assignment)
+    gb.update_or_create_notebook(name, assignment)
+    for cell in nb.cells:
+        meta = _meta(cell)
+        if meta.get("grade"):
+            gb.update_or_create_grade_cell(meta["grade_id"], name, assignment,
+                                           max_score=float(meta["points"]), cell_type=cell.cell_type)
+        if meta.get("solution"):
+            gb.update_or_create_solution_cell(meta["grade_id"], name, assignment)
+        if meta.get("locked") or meta.get("grade"):
+            gb.update_or_create_source_cell(meta["grade_id"], name, assignment, cell_type=cell.cell_type,
+                                            locked=bool(meta.get("locked")), source=cell.source,
+                                            checksum=meta.get("checksum"))
+    return name
+
+
+def record(gb: Gradebook, assignment: str, notebook: str, student: str, report: dict) -> None:
+    gb.update_or_create_student(student)
+    try:
+        gb.find_submission(assignment, student)
+    except MissingEntry:
+        gb.add_submission(assignment, student)
+    for comp in report["components"]:
+        grade = gb.find_grade(comp["grade_id"], notebook, assignment, student)
+        grade.auto_score = comp["score"]
+    gb.db.commit()
+
+
+def report_text(comp: dict) -> str:
+    """What a test cell of the autograded notebook shows: the component's tests."""
+    marks = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "timeout": "TIMEOUT", "not_graded": "NOT GRADED"}
+    lines = [f"{comp['name']}: {comp['score']:g} / {comp['max_score']:g} points (hidden tests)"]
+    for t in comp["tests"]:
+        lines.append(f"  [{marks.get(t['outcome'], t['outcome'])}] {t['message']}")
+    if not comp["tests"]:
+        lines.append("  no test could run for this component")
+    return "\n".join(lines) + "\n"
+
+
+def autograded_notebook(submitted: Path | None, report: dict, assignment: str, root: Path) -> nbformat.NotebookNode:
+    """The submission with each graded test cell's output replaced by its report.
+    Unreadable submissions are replaced by the release, so feedback still renders."""
+    try:
+        nb = nbformat.read(submitted, as_version=4)
+        nbformat.validate(nb)
+    except Exception:  # noqa: BLE001 - any unreadable notebook
+        nb = nbformat.read(release_notebook(assignment, root), as_version=4)
+    by_grade_id = {c["grade_id"]: c for c in report["components"]}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            comp = by_grade_id.get(_meta(cell).get("grade_id"))
+            if comp is not None:
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=report_text(comp))]
+    if report.get("errors"):
+        note = "**Grader notes**\n\n" + "\n".join(f"- {e}" for e in report["errors"])
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    return nb
+
+
+def run_nbgrader(args: list[str], root: Path, url: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}",
+           f"--CourseDirectory.db_url={url}"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        errors = [l for l in proc.stderr.splitlines() if "ERROR" in l] or proc.stderr.splitlines() or ["no output"]
+        raise CourseError(f"nbgrader {args[0]} failed: {errors[-1].strip()[:300]}")
+    return proc
+
+
+def write_results(path: Path, assignment: str, results: dict) -> None:
+    path.write_text(json.dumps({"assignment": assignment, "results": results}, indent=1, sort_keys=True))
+
+
+def read_results(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        return data["assignment"], data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CourseError(f"{path} is not a results file written by `course autograde --shard` ({err})") from None

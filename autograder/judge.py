@@ -1,0 +1,199 @@
+"""Grade one notebook: hidden pytest suite in this (trusted) process, student
+code in a sandboxed worker, results as the JSON report of `course grade`."""
+import contextlib
+import io
+import os
+import tomllib
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from . import extract
+from .paths import course_root
+from .sandbox import Limits
+from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
+                      StudentError, StudentTimeout)
+from .suite import Feedback
+
+SUITES = Path(__file__).resolve().parent / "suites"
+GPU_REASON = "needs a GPU: not graded on this machine"
+
+
+@dataclass
+class SuiteConfig:
+    limits: Limits
+    forbidden: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, assignment: str) -> "SuiteConfig":
+        path = SUITES / assignment / "suite.toml"
+        data = tomllib.loads(path.read_text()) if path.exists() else {}
+        return cls(Limits.from_dict(data.get("limits")), data.get("forbidden", {}).get("apis", []))
+
+
+def suite_dir(assignment: str) -> Path:
+    return SUITES / assignment
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@lru_cache(maxsize=None)
+def reference_student(assignment: str, root: str) -> Student:
+    """The solution's own code, run in this process: trusted, and never shown."""
+    return Student(LocalTransport(extract.reference_cells(assignment, Path(root))))
+
+
+class GradingPlugin:
+    """Gives suites their fixtures and records one outcome per test."""
+
+    def __init__(self, student, reference, device, prepared):
+        self._student, self._reference, self._device = student, reference, device
+        self.components = {c.grade_id: c for c in prepared.components} if prepared else {}
+        self.results = {}  # nodeid -> dict
+
+    # fixtures --------------------------------------------------------------
+    @pytest.fixture
+    def student(self):
+        return self._student
+
+    @pytest.fixture
+    def reference(self):
+        return self._reference
+
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "component(grade_id): the graded component a test belongs to")
+        config.addinivalue_line("markers", "weight(w): relative weight of a test in its component")
+        config.addinivalue_line("markers", "gpu: needs a CUDA device")
+
+    def pytest_generate_tests(self, metafunc):
+        if "device" in metafunc.fixturenames:
+            metafunc.parametrize("device", [
+                pytest.param("cpu"),
+                pytest.param("cuda", marks=pytest.mark.gpu),
+            ])
+
+    # hooks -----------------------------------------------------------------
+    def pytest_runtest_setup(self, item):
+        seed = zlib.crc32(item.nodeid.encode())
+        torch.manual_seed(seed)
+        if item.get_closest_marker("gpu") and not self._device.startswith("cuda"):
+            pytest.skip(GPU_REASON)
+        comp = self.components.get(_component_of(item))
+        if comp is not None and comp.zero_reason:
+            raise Feedback(comp.zero_reason)
+        if comp is not None and comp.forbidden_used:
+            raise ForbiddenAPI(comp.forbidden_used)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.results[item.nodeid] = _result(item, report, call)
+
+
+def _component_of(item) -> str | None:
+    marker = item.get_closest_marker("component")
+    return marker.args[0] if marker else None
+
+
+def _describe(item) -> str:
+    doc = (getattr(item, "function", None).__doc__ or "").strip() if hasattr(item, "function") else ""
+    return doc.splitlines()[0] if doc else item.name.removeprefix("test_").replace("_", " ")
+
+
+def _result(item, report, call) -> dict:
+    name, description = item.name, _describe(item)
+    weight = float(item.get_closest_marker("weight").args[0]) if item.get_closest_marker("weight") else 1.0
+    base = {"name": name, "component": _component_of(item), "weight": weight}
+    if report.skipped:
+        return {**base, "outcome": "not_graded", "message": f"{description} ({GPU_REASON})"}
+    if report.passed:
+        return {**base, "outcome": "passed", "message": description}
+    err = call.excinfo.value if call.excinfo else None
+    if isinstance(err, StudentTimeout):
+        return {**base, "outcome": "timeout", "message": f"{description}: {err}"}
+    if isinstance(err, (StudentError, StudentCrashed)):
+        return {**base, "outcome": "error", "message": f"{description}: your code raised {err}"}
+    if isinstance(err, (Feedback, ForbiddenAPI)):
+        return {**base, "outcome": "failed", "message": f"{description}: {err}"}
+    if isinstance(err, AssertionError):
+        return {**base, "outcome": "failed", "message": f"{description}: check failed"}
+    kind = type(err).__name__ if err else "error"
+    return {**base, "outcome": "failed",
+            "message": f"{description}: the value your code returned could not be checked ({kind})"}
+
+
+def run_suite(assignment: str, plugin: GradingPlugin, select: str | None = None) -> None:
+    folder = suite_dir(assignment)
+    args = [str(folder), "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(folder),
+            "--confcutdir", str(folder), "--import-mode=importlib", "-W", "ignore"]
+    if select:
+        args += ["-k", select]
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        code = pytest.main(args, plugins=[plugin])
+    if code not in (0, 1):  # 1 = some tests failed, which is grading as usual
+        raise RuntimeError(f"the hidden suite for {assignment} did not run (pytest exit {int(code)}):\n"
+                           + sink.getvalue()[-2000:])
+
+
+def score(prepared: extract.Prepared, results: dict) -> dict:
+    components, total = [], 0.0
+    for comp in prepared.components:
+        tests = [r for r in results.values() if r["component"] == comp.grade_id]
+        graded = [t for t in tests if t["outcome"] != "not_graded"]
+        weight = sum(t["weight"] for t in graded)
+        passed = sum(t["weight"] for t in graded if t["outcome"] == "passed")
+        points = 0.0 if comp.zero_reason or weight == 0 else round(comp.points * passed / weight, 4)
+        total += points
+        components.append({"grade_id": comp.grade_id, "name": comp.name, "score": points,
+                           "max_score": comp.points,
+                           "tests": [{k: t[k] for k in ("name", "outcome", "message")} for t in tests]})
+    return {"assignment": prepared.assignment, "score": round(total, 4),
+            "max_score": sum(c.points for c in prepared.components), "components": components}
+
+
+def empty_report(assignment: str, root: Path, error: str) -> dict:
+    """A zero report for a notebook that could not be graded at all."""
+    prepared = extract.Prepared(assignment, [], extract.components_of(
+        extract.read_notebook(extract.release_notebook(assignment, root))))
+    return {**score(prepared, {}), "errors": [error]}
+
+
+def grade(notebook: Path, assignment: str, device: str = "auto", in_process: bool = False,
+          root: Path | None = None) -> dict:
+    """The report for one notebook. Raises CourseError only if grading cannot run."""
+    root = root or course_root()
+    config = SuiteConfig.load(assignment)
+    device = resolve_device(device)
+    prepared = extract.prepare(notebook, assignment, config.forbidden, root)
+    errors = list(prepared.messages)
+    if prepared.fatal:
+        empty = score(prepared, {})
+        return {**empty, "errors": [prepared.fatal] + errors}
+
+    if in_process:
+        transport = LocalTransport(prepared.cells)
+    else:
+        transport = RemoteTransport(prepared.cells, config.limits, device, config.forbidden)
+    student = Student(transport)
+    try:
+        plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared)
+        run_suite(assignment, plugin)
+    finally:
+        student.close()
+    for cell_id, err in transport.cell_errors.items():
+        errors.append(f"Answer cell '{cell_id}' raised {err.get('type', 'an error')}: {err.get('message', '')}"[:300])
+    not_graded = sum(r["outcome"] == "not_graded" for r in plugin.results.values())
+    if not_graded:
+        errors.append(f"{not_graded} tests need a GPU and were not graded here; they do not count in this score.")
+    return {**score(prepared, plugin.results), "errors": errors}

@@ -1,0 +1,45 @@
+"""Helpers for hidden suites: checks whose messages are safe to show students.
+
+A failing plain ``assert`` in a suite shows the student only the test's
+description (its docstring), never the assertion's text, which could hold
+reference values. Raise ``Feedback`` (or use the checks below) to show a message:
+write it for the student, without reference values.
+"""
+import pytest
+import torch
+
+
+class Feedback(AssertionError):
+    """A failed check whose message is written for the student."""
+
+
+def expect(condition, message: str) -> None:
+    if not condition:
+        raise Feedback(message)
+
+
+def component(grade_id: str, weight: float = 1.0):
+    """Mark a test (or a module, via `pytestmark`) as grading one component."""
+    return pytest.mark.component(grade_id)
+
+
+def assert_tensor(actual, what: str, shape=None, dtype=None, device=None) -> None:
+    expect(isinstance(actual, torch.Tensor), f"{what} should be a tensor, got {type(actual).__name__}")
+    if shape is not None:
+        expect(tuple(actual.shape) == tuple(shape),
+               f"{what} should have shape {tuple(shape)}, got {tuple(actual.shape)}")
+    if dtype is not None:
+        expect(actual.dtype == dtype, f"{what} should keep dtype {dtype}, got {actual.dtype}")
+    if device is not None:
+        expect(actual.device.type == torch.device(device).type,
+               f"{what} should be on {torch.device(device).type}, got {actual.device.type}")
+
+
+def assert_close(actual, expected: torch.Tensor, what: str, atol=1e-5, rtol=1e-5) -> None:
+    """Shape, dtype, finiteness and values; the message gives the error size only."""
+    assert_tensor(actual, what, shape=expected.shape, dtype=expected.dtype)
+    actual = actual.to(expected.device)
+    expect(not torch.isnan(actual).any() or torch.isnan(expected).any(), f"{what} contains NaN")
+    if not torch.allclose(actual, expected, atol=atol, rtol=rtol, equal_nan=True):
+        err = (actual.double() - expected.double()).abs().nan_to_num(float("inf")).max().item()
+        raise Feedback(f"{what} has wrong values (largest absolute error {err:.3g}, tolerance {atol:g})")

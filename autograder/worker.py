@@ -1,0 +1,261 @@
+"""The untrusted side: runs one student's answer cells and answers the judge.
+
+Started by sandbox.py inside the sandbox, as ``python -I worker.py IN_FD OUT_FD``
+with a JSON configuration on argv[3]. It sees only this file, protocol.py, the
+Python installation and a private /tmp. Everything it sends back is plain data
+(see protocol.py); objects that are not data stay here and travel as handles.
+Nothing here is trusted by the judge: a student can change any of it at run
+time, and the judge treats every reply as the student's claim, nothing more.
+"""
+import importlib
+import io
+import json
+import os
+import sys
+import traceback
+
+import torch
+
+try:  # imported by the judge for in-process grading
+    from .protocol import HEADER, MAX_MESSAGE, decode, dumps, loads, read_exactly
+except ImportError:  # run as a script inside the sandbox, next to protocol.py
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves this folder out
+    from protocol import HEADER, MAX_MESSAGE, decode, dumps, loads, read_exactly
+
+PRINT_LIMIT = 64 * 1024
+
+
+class CappedOutput(io.TextIOBase):
+    """Student prints: kept up to a limit, then dropped, so a flood costs nothing."""
+
+    def __init__(self):
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def write(self, s):
+        self.size += len(s)
+        return len(s)
+
+
+class Tripwires:
+    """Wraps forbidden APIs so that a call is recorded (and still computed)."""
+
+    def __init__(self, dotted_names):
+        self.used = set()
+        for dotted in dotted_names:
+            self._wrap(dotted)
+
+    def _wrap(self, dotted):
+        module_name, _, attr = dotted.rpartition(".")
+        owner = _resolve(module_name)
+        if owner is None or not hasattr(owner, attr):
+            return
+        original = getattr(owner, attr)
+        used = self.used
+
+        if isinstance(original, type):  # a class: flag its construction
+            init = original.__init__
+
+            def __init__(self, *a, __init=init, **k):
+                used.add(dotted)
+                __init(self, *a, **k)
+            original.__init__ = __init__
+            return
+
+        def tripwire(*args, **kwargs):
+            used.add(dotted)
+            return original(*args, **kwargs)
+        tripwire.__wrapped__ = original
+        try:
+            setattr(owner, attr, tripwire)
+        except (AttributeError, TypeError):
+            pass
+
+    def take(self):
+        used = sorted(self.used)
+        self.used.clear()
+        return used
+
+
+def _resolve(dotted):
+    parts = dotted.split(".")
+    try:
+        obj = importlib.import_module(parts[0])
+    except ImportError:
+        return None
+    for part in parts[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def is_data(value):
+    if value is None or type(value) in (bool, int, float, str, complex):
+        return True
+    if type(value) in (torch.Tensor, torch.nn.Parameter):
+        return True
+    if isinstance(value, (torch.dtype, torch.device)):
+        return True
+    if type(value) in (list, tuple):
+        return all(is_data(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and is_data(v) for k, v in value.items())
+    return False
+
+
+class Executor:
+    """Runs cells in one namespace and answers requests about what they defined.
+
+    The sandboxed worker wraps it in a pipe loop; the judge also uses it
+    in-process to run the reference solution and to debug suites.
+    """
+
+    def __init__(self, forbidden=()):
+        self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.objects = {}
+        self.tripwires = Tripwires(forbidden) if forbidden else None
+
+    def handle(self, msg):
+        handler = getattr(self, "op_" + str(msg.get("op")), None)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown operation {msg.get('op')!r}")
+            reply = handler(msg)
+            reply["ok"] = True
+        except BaseException as err:  # noqa: BLE001 - students raise anything, SystemExit included
+            reply = {"ok": False, "error": _error_info(err)}
+        reply["forbidden"] = self.tripwires.take() if self.tripwires else []
+        return reply
+
+    # -- values ----------------------------------------------------------------
+    def wrap(self, value):
+        """Data travels as is; any other object stays here behind a handle."""
+        if type(value) in (torch.Tensor, torch.nn.Parameter):
+            return value.detach().clone()
+        if is_data(value):
+            return value
+        if type(value) in (list, tuple):
+            items = [self.wrap(v) for v in value]
+            return items if type(value) is list else tuple(items)
+        if isinstance(value, dict) and all(type(k) is str for k in value):  # state dicts are OrderedDicts
+            return {k: self.wrap(v) for k, v in value.items()}
+        ref = len(self.objects) + 1
+        self.objects[ref] = value
+        return {"__handle__": ref, "__type__": type(value).__name__}
+
+    def unwrap(self, value):
+        return decode(value, resolve_handle=self.objects.__getitem__)
+
+    def target(self, spec):
+        if "global" in spec:
+            name = spec["global"]
+            if name not in self.namespace:
+                raise NameError(f"name '{name}' is not defined")
+            obj = self.namespace[name]
+        else:
+            obj = self.objects[spec["handle"]]
+        for attr in spec.get("path", []):
+            obj = getattr(obj, attr)
+        return obj
+
+    # -- operations ------------------------------------------------------------
+    def op_exec(self, msg):
+        code = compile(msg["source"], f"<cell {msg['cell']}>", "exec")
+        exec(code, self.namespace)
+        return {}
+
+    def op_has(self, msg):
+        return {"value": [n for n in msg["names"] if n in self.namespace]}
+
+    def op_get(self, msg):
+        return {"value": self.wrap(self.target(msg["target"]))}
+
+    def op_call(self, msg):
+        fn = self.target(msg["target"])
+        args, kwargs = self.unwrap(msg["args"]), self.unwrap(msg["kwargs"])
+        result = fn(*args, **kwargs)
+        reply = {"value": self.wrap(result)}
+        if msg.get("echo_args"):  # lets the judge see whether the inputs were changed in place
+            reply["args"] = self.wrap(list(args))
+        return reply
+
+    def op_vjp(self, msg):
+        """Forward with selected inputs requiring grad, then backward with the
+        judge's cotangents; returns outputs, input grads and parameter grads."""
+        fn = self.target(msg["target"])
+        args = list(self.unwrap(msg["args"]))
+        for i in msg["wrt"]:
+            args[i] = args[i].detach().clone().requires_grad_(True)
+        owner = self.objects.get(msg["target"].get("handle")) if "handle" in msg["target"] else None
+        params = dict(owner.named_parameters()) if isinstance(owner, torch.nn.Module) else {}
+        for p in params.values():
+            p.grad = None
+        outputs = fn(*args, **self.unwrap(msg["kwargs"]))
+        flat = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+        cotangents = self.unwrap(msg["cotangents"])
+        pairs = [(o, c) for o, c in zip(flat, cotangents) if c is not None]
+        torch.autograd.backward([o for o, _ in pairs], [c for _, c in pairs])
+        grads = [args[i].grad for i in msg["wrt"]]
+        return {"value": {"outputs": self.wrap(outputs), "grads": self.wrap(grads),
+                          "param_grads": self.wrap({n: p.grad for n, p in params.items()})}}
+
+
+
+class Worker:
+    """The sandboxed process: an Executor behind two pipes."""
+
+    def __init__(self, fd_in, fd_out, config):
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.executor = Executor(config.get("forbidden", []))
+
+    def recv(self):
+        (n,) = HEADER.unpack(read_exactly(self.fd_in, HEADER.size, os.read))
+        return loads(read_exactly(self.fd_in, n, os.read))
+
+    def send(self, reply):
+        try:
+            data = dumps(reply)
+        except Exception as err:  # a value torch.save cannot write
+            data = dumps({"ok": False, "error": _error_info(err), "forbidden": reply.get("forbidden", [])})
+        if len(data) > MAX_MESSAGE:
+            data = dumps({"ok": False, "error": {"type": "ReplyTooLarge",
+                                                   "message": f"a return value of {len(data)} bytes is over the limit"}})
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd_out, view):]
+
+    def serve(self):
+        self.send({"ok": True, "ready": True, "torch": str(torch.__version__)})
+        while True:
+            try:
+                msg = self.recv()
+            except EOFError:
+                return
+            self.send(self.executor.handle(msg))
+
+
+def _error_info(err):
+    tb = traceback.extract_tb(err.__traceback__)
+    student_frames = [f for f in tb if f.filename.startswith("<cell")]
+    where = f"{student_frames[-1].filename[1:-1]}, line {student_frames[-1].lineno}" if student_frames else ""
+    return {"type": type(err).__name__, "message": str(err)[:500], "where": where}
+
+
+def main():
+    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    # The protocol owns fds 3/4; a student's prints go nowhere, whatever they do.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.stdout = sys.stderr = CappedOutput()
+    torch.set_num_threads(int(config.get("threads", 1)))
+    torch.manual_seed(0)
+    Worker(fd_in, fd_out, config).serve()
+
+
+if __name__ == "__main__":
+    main()
