@@ -53,12 +53,12 @@ def _grade_one(task):
     """Runs in a pool process: one student's report and autograded notebook."""
     from .gradebook import autograded_notebook
     from .judge import empty_report, grade
-    student, notebook, assignment, device, root = task
+    student, notebook, assignment, device, root, limits = task
     if notebook is None:
         report = empty_report(assignment, root, f"no notebook found in submitted/{student}/{assignment}/")
     else:
         try:
-            report = grade(notebook, assignment, device=device, root=root)
+            report = grade(notebook, assignment, device=device, root=root, limits=limits)
         except CourseError as err:
             report = empty_report(assignment, root, str(err))
         except Exception as err:  # noqa: BLE001 - a grader fault must not stop the class
@@ -69,8 +69,8 @@ def _grade_one(task):
 
 
 def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Path, jobs: int = 1,
-                device: str = "auto", progress: bool = True) -> dict:
-    tasks = [(student, nb, assignment, device, root) for student, nb in items]
+                device: str = "auto", progress: bool = True, limits: dict | None = None) -> dict:
+    tasks = [(student, nb, assignment, device, root, limits) for student, nb in items]
     results = {}
     bar = tqdm(total=len(tasks), desc=f"grading {assignment}", unit="notebook", file=sys.stderr,
                disable=not progress)

@@ -5,7 +5,7 @@ import io
 import os
 import tomllib
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,13 +14,14 @@ import torch
 
 from . import extract
 from .paths import course_root
-from .sandbox import Limits
+from .sandbox import Limits, WorkerFactory
 from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
                       StudentError, StudentTimeout)
 from .suite import Feedback
 
 SUITES = Path(__file__).resolve().parent / "suites"
 GPU_REASON = "needs a GPU: not graded on this machine"
+MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
 
 
 @dataclass
@@ -46,6 +47,12 @@ def resolve_device(device: str) -> str:
 
 
 @lru_cache(maxsize=None)
+def worker_factory(device: str) -> WorkerFactory:
+    """One zygote per judge process and device, shared by the notebooks it grades."""
+    return WorkerFactory(device)
+
+
+@lru_cache(maxsize=None)
 def reference_student(assignment: str, root: str) -> Student:
     """The solution's own code, run in this process: trusted, and never shown."""
     return Student(LocalTransport(extract.reference_cells(assignment, Path(root))))
@@ -58,6 +65,7 @@ class GradingPlugin:
         self._student, self._reference, self._device = student, reference, device
         self.components = {c.grade_id: c for c in prepared.components} if prepared else {}
         self.results = {}  # nodeid -> dict
+        self.timeouts = {}  # component -> count: a hanging component stops being called
 
     # fixtures --------------------------------------------------------------
     @pytest.fixture
@@ -91,13 +99,17 @@ class GradingPlugin:
             raise Feedback(comp.zero_reason)
         if comp is not None and comp.forbidden_used:
             raise ForbiddenAPI(comp.forbidden_used)
+        if self.timeouts.get(_component_of(item), 0) >= MAX_TIMEOUTS:
+            raise StudentTimeout(f"not run: this component's code already timed out {MAX_TIMEOUTS} times")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            self.results[item.nodeid] = _result(item, report, call)
+            result = self.results[item.nodeid] = _result(item, report, call)
+            if result["outcome"] == "timeout":
+                self.timeouts[result["component"]] = self.timeouts.get(result["component"], 0) + 1
 
 
 def _component_of(item) -> str | None:
@@ -170,10 +182,13 @@ def empty_report(assignment: str, root: Path, error: str) -> dict:
 
 
 def grade(notebook: Path, assignment: str, device: str = "auto", in_process: bool = False,
-          root: Path | None = None) -> dict:
-    """The report for one notebook. Raises CourseError only if grading cannot run."""
+          root: Path | None = None, limits: dict | None = None) -> dict:
+    """The report for one notebook. Raises CourseError only if grading cannot run.
+    `limits` overrides fields of the suite's limits (tests use short time limits)."""
     root = root or course_root()
     config = SuiteConfig.load(assignment)
+    if limits:
+        config.limits = replace(config.limits, **limits)
     device = resolve_device(device)
     prepared = extract.prepare(notebook, assignment, config.forbidden, root)
     errors = list(prepared.messages)
@@ -184,7 +199,7 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
     if in_process:
         transport = LocalTransport(prepared.cells)
     else:
-        transport = RemoteTransport(prepared.cells, config.limits, device, config.forbidden)
+        transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device), config.forbidden)
     student = Student(transport)
     try:
         plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared)

@@ -18,7 +18,7 @@ into outcomes and student-safe messages.
 import copy
 
 from .protocol import ProtocolError, encode
-from .sandbox import Limits, WorkerDied, WorkerProcess, WorkerTimeout
+from .sandbox import Limits, WorkerDied, WorkerFactory, WorkerTimeout
 from .worker import Executor
 
 
@@ -74,8 +74,8 @@ class RemoteTransport:
     hangs or kills its worker is not run again.
     """
 
-    def __init__(self, cells, limits: Limits, device="cpu", forbidden=()):
-        self.cells, self.limits, self.device, self.forbidden = list(cells), limits, device, list(forbidden)
+    def __init__(self, cells, limits: Limits, factory: WorkerFactory, forbidden=()):
+        self.cells, self.limits, self.factory, self.forbidden = list(cells), limits, factory, list(forbidden)
         self.cell_errors = {}
         self.worker = None
         self.restarts = 0
@@ -83,7 +83,7 @@ class RemoteTransport:
 
     def _start(self):
         while True:
-            self.worker = WorkerProcess(self.limits, self.device, self.forbidden)
+            self.worker = self.factory.new(self.limits, self.forbidden)
             if self._run_cells():
                 return
 

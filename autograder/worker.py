@@ -244,17 +244,96 @@ def _error_info(err):
     return {"type": type(err).__name__, "message": str(err)[:500], "where": where}
 
 
-def main():
-    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
-    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    # The protocol owns fds 3/4; a student's prints go nowhere, whatever they do.
+def serve(fd_in, fd_out, config):
+    """Be a worker: answer the judge on two pipes until it hangs up."""
+    # The protocol owns its pipes; a student's prints go nowhere, whatever they do.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    os.close(devnull)
     sys.stdout = sys.stderr = CappedOutput()
     torch.set_num_threads(int(config.get("threads", 1)))
     torch.manual_seed(0)
     Worker(fd_in, fd_out, config).serve()
+
+
+def zygote(sock_fd):
+    """Fork one fresh, confined worker per request; never run student code here.
+
+    Runs inside the sandbox with torch imported. Each child gets the judge's
+    pipes, closes the control socket, starts its own session, takes its limits
+    and seccomp filter, and only then serves. /tmp is emptied between students.
+    """
+    import shutil
+    import socket
+    import ctypes
+
+    from confine import confine
+
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<pid>/mem for children
+    for name in ("torch.nn", "torch.nn.functional", "math", "numpy"):
+        importlib.import_module(name)
+    control = socket.socket(fileno=sock_fd)
+    children = {}
+    control.send(json.dumps({"ready": True}).encode())
+    while True:
+        msg, fds, _, _ = socket.recv_fds(control, 65536, 4)
+        if not msg:
+            return
+        req = json.loads(msg)
+        for pid in [p for p, status in children.items() if status is None]:  # reap the finished
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children[pid] = _status(status)
+        if req["op"] == "fork":
+            if not any(v is None for v in children.values()):
+                _wipe("/tmp")  # the next student starts from an empty /tmp
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    control.close()
+                    os.setsid()
+                    confine(req["limits"])
+                    serve(fds[0], fds[1], req["config"])
+                finally:
+                    os._exit(0)
+            for fd in fds:
+                os.close(fd)
+            children[pid] = None
+            control.send(json.dumps({"pid": pid}).encode())
+        elif req["op"] in ("kill", "wait"):
+            pid = req["pid"]
+            if pid in children and children[pid] is None:
+                if req["op"] == "kill":
+                    os.kill(pid, 9)
+                _, status = os.waitpid(pid, 0)
+                children[pid] = _status(status)
+            control.send(json.dumps({"status": children.get(pid)}).encode())
+
+
+def _status(status):
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _wipe(folder):
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                __import__("shutil").rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "worker":
+        serve(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
+    elif mode == "zygote":
+        zygote(int(sys.argv[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
 
 
 if __name__ == "__main__":
