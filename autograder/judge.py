@@ -118,8 +118,11 @@ def _component_of(item) -> str | None:
 
 
 def _describe(item) -> str:
+    """The test's docstring (first line), with its parameters: what a student reads."""
     doc = (getattr(item, "function", None).__doc__ or "").strip() if hasattr(item, "function") else ""
-    return doc.splitlines()[0] if doc else item.name.removeprefix("test_").replace("_", " ")
+    text = doc.splitlines()[0].rstrip(".") if doc else item.originalname.removeprefix("test_").replace("_", " ")
+    params = item.name[len(item.originalname):]
+    return f"{text} {params}" if params else text
 
 
 def _result(item, report, call) -> dict:

@@ -1,0 +1,144 @@
+"""The instructor's commands end to end: grade, autograde (sharded), merge,
+feedback and export, on a small class in a temporary course folder."""
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from nbgrader.api import Gradebook
+
+from conftest import ROOT, course
+from submissions import answer_source, submission
+
+pytestmark = pytest.mark.slow
+WRONG_MASK = answer_source("answer-causal-mask").replace(".tril()", ".triu()")
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory):
+    """A course folder with four students: full, empty, one mistake, corrupted file."""
+    root = tmp_path_factory.mktemp("course")
+    for name in ("solutions", "assignments"):
+        shutil.copytree(ROOT / name, root / name)
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    scratch = tmp_path_factory.mktemp("scratch")
+    notebooks = {
+        "ada": submission(scratch, name="ada.ipynb"),
+        "ben": submission(scratch, base="release", name="ben.ipynb"),
+        "cy": submission(scratch, replace={"answer-causal-mask": WRONG_MASK}, name="cy.ipynb"),
+    }
+    for student, nb in notebooks.items():
+        (root / "submitted" / student / "a03").mkdir(parents=True)
+        shutil.copy(nb, root / "submitted" / student / "a03" / "a03.ipynb")
+    (root / "submitted" / "dee" / "a03").mkdir(parents=True)
+    (root / "submitted" / "dee" / "a03" / "a03.ipynb").write_text('{"cells": [')
+    return root
+
+
+def grade_json(nb, root):
+    proc = course("grade", str(nb), "--assignment", "a03", "--json", "--device", "cpu",
+                  env={"COURSE_ROOT": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_grade_json_contract(klass):
+    report = grade_json(klass / "submitted" / "ada" / "a03" / "a03.ipynb", klass)
+    assert set(report) == {"assignment", "score", "max_score", "components", "errors"}
+    assert report["assignment"] == "a03" and report["max_score"] == 10.0
+    assert report["score"] == report["max_score"], report
+    for comp in report["components"]:
+        assert set(comp) == {"grade_id", "name", "score", "max_score", "tests"}
+        for test in comp["tests"]:
+            assert set(test) == {"name", "outcome", "message"}
+            assert test["outcome"] in {"passed", "failed", "error", "timeout", "not_graded"}
+
+
+def test_grade_readable_report(klass):
+    proc = course("grade", str(klass / "submitted" / "cy" / "a03" / "a03.ipynb"), "--assignment", "a03",
+                  "--device", "cpu", env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("a03: ") and "causal_mask: 0 / 1 points" in proc.stdout, proc.stdout
+    assert "[FAIL]" in proc.stdout and "[PASS]" in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the CPU-only report")
+def test_gpu_tests_are_not_graded_on_cpu(klass):
+    report = grade_json(klass / "submitted" / "ada" / "a03" / "a03.ipynb", klass)
+    outcomes = [t["outcome"] for c in report["components"] for t in c["tests"]]
+    assert "not_graded" in outcomes, "the suite should have GPU-parametrized tests"
+    assert any("need a GPU" in e for e in report["errors"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_solution_scores_full_marks_on_cuda(klass):
+    proc = course("grade", str(klass / "submitted" / "ada" / "a03" / "a03.ipynb"), "--assignment", "a03",
+                  "--json", "--device", "cuda", env={"COURSE_ROOT": str(klass)})
+    report = json.loads(proc.stdout)
+    assert report["score"] == report["max_score"]
+    assert not any(t["outcome"] == "not_graded" for c in report["components"] for t in c["tests"])
+
+
+def test_sharded_autograde_merge_feedback_export(klass):
+    env = {"COURSE_ROOT": str(klass)}
+    results = []
+    for k in (1, 2):
+        out = klass / f"shard{k}.json"
+        proc = course("autograde", "a03", "--shard", f"{k}/2", "--results", str(out), "--quiet",
+                      "--device", "cpu", env=env)
+        assert proc.returncode == 0, proc.stderr
+        results.append(out)
+    assert not (klass / "gradebook.db").exists(), "a shard must not write the gradebook"
+    proc = course("merge", *map(str, results), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ada" in proc.stdout and "mean score" in proc.stdout
+
+    with Gradebook(f"sqlite:///{klass}/gradebook.db") as gb:
+        scores = {s: gb.find_submission("a03", s).score for s in ("ada", "ben", "cy", "dee")}
+    assert scores["ada"] == 10.0 and scores["ben"] == 0.0 and scores["dee"] == 0.0
+    assert scores["cy"] == 9.0, "a wrong causal_mask loses exactly its own point"
+    standalone = grade_json(klass / "submitted" / "cy" / "a03" / "a03.ipynb", klass)
+    assert scores["cy"] == standalone["score"]
+    dee = json.loads((klass / "autograded" / "dee" / "a03" / "report.json").read_text())
+    assert dee["score"] == 0 and "could not be read" in dee["errors"][0]
+
+    proc = course("feedback", "a03", env=env)
+    assert proc.returncode == 0, proc.stderr
+    html = (klass / "feedback" / "cy" / "a03" / "a03.html").read_text()
+    assert "causal_mask: 0 / 1 points" in html and "[FAIL]" in html
+    suite_sources = [p.read_text() for p in (ROOT / "autograder" / "suites" / "a03").glob("test_*.py")]
+    for source in suite_sources:
+        for line in source.splitlines():
+            if len(line.strip()) > 40 and not line.strip().startswith(('"""', "#")):
+                assert line.strip() not in html, f"hidden test source in feedback: {line.strip()}"
+    assert "BEGIN SOLUTION" not in html and "BEGIN HIDDEN" not in html
+
+    csv_path = klass / "grades.csv"
+    proc = course("export", "--to", str(csv_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(csv_path.open())}
+    assert rows == scores
+
+
+def test_merge_refuses_overlapping_shards(klass):
+    out = klass / "dup.json"
+    proc = course("autograde", "a03", "--shard", "1/1", "--student", "ben", "--results", str(out), "--quiet",
+                  "--device", "cpu", env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 0, proc.stderr
+    proc = course("merge", str(out), str(out), env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 2 and "already merged" in proc.stderr
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["autograde", "a99"], "unknown assignment"),
+    (["autograde", "a03", "--shard", "3/2"], "--shard takes K/N"),
+    (["grade", "missing.ipynb", "--assignment", "a03"], "no such file"),
+    (["merge", "missing.json"], "not a results file"),
+])
+def test_cli_errors_are_one_line(klass, args, phrase):
+    proc = course(*args, env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and phrase in lines[0] and "Traceback" not in proc.stderr
