@@ -79,7 +79,9 @@ def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    by_attr = {d.rpartition(".")[2]: d for d in forbidden}
+    by_attr = {}
+    for dotted in forbidden:  # the first spelling listed is the one reported
+        by_attr.setdefault(dotted.rpartition(".")[2], dotted)
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in by_attr:
@@ -93,8 +95,8 @@ def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
     return sorted(found)
 
 
-def prepare(submitted: Path, assignment: str, forbidden: list[str] | None = None,
-            root: Path | None = None) -> Prepared:
+def prepare(submitted: Path, assignment: str, forbidden_for=None, root: Path | None = None) -> Prepared:
+    """`forbidden_for(test grade id)` lists the APIs that component's answers may not name."""
     release = read_notebook(release_notebook(assignment, root))
     components = components_of(release)
     try:
@@ -138,10 +140,9 @@ def prepare(submitted: Path, assignment: str, forbidden: list[str] | None = None
                 messages.append(f"Answer cell '{gid}' is missing from the notebook.")
                 continue
             cells.append((gid, sub.source))
-            if forbidden and gid in answer_owner:
-                used = forbidden_uses(sub.source, forbidden)
-                if used:
-                    answer_owner[gid].forbidden_used += used
+            owner = answer_owner.get(gid)
+            if forbidden_for and owner is not None:
+                owner.forbidden_used += forbidden_uses(sub.source, forbidden_for(owner.grade_id))
     return Prepared(assignment, cells, components, messages)
 
 

@@ -26,14 +26,26 @@ MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are 
 
 @dataclass
 class SuiteConfig:
+    """autograder/suites/aNN/suite.toml: limits, and APIs that answers may not use
+    (`[forbidden] apis` for every component, `[forbidden.components] <grade id>`
+    for one)."""
     limits: Limits
     forbidden: list[str] = field(default_factory=list)
+    forbidden_by_component: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, assignment: str) -> "SuiteConfig":
         path = SUITES / assignment / "suite.toml"
         data = tomllib.loads(path.read_text()) if path.exists() else {}
-        return cls(Limits.from_dict(data.get("limits")), data.get("forbidden", {}).get("apis", []))
+        forbidden = data.get("forbidden", {})
+        return cls(Limits.from_dict(data.get("limits")), forbidden.get("apis", []),
+                   forbidden.get("components", {}))
+
+    def forbidden_for(self, grade_id: str) -> list[str]:
+        return self.forbidden + self.forbidden_by_component.get(grade_id, [])
+
+    def all_forbidden(self) -> list[str]:
+        return sorted(set(self.forbidden).union(*self.forbidden_by_component.values()))
 
 
 def suite_dir(assignment: str) -> Path:
@@ -61,8 +73,9 @@ def reference_student(assignment: str, root: str) -> Student:
 class GradingPlugin:
     """Gives suites their fixtures and records one outcome per test."""
 
-    def __init__(self, student, reference, device, prepared):
+    def __init__(self, student, reference, device, prepared, config=None):
         self._student, self._reference, self._device = student, reference, device
+        self.config = config
         self.components = {c.grade_id: c for c in prepared.components} if prepared else {}
         self.results = {}  # nodeid -> dict
         self.timeouts = {}  # component -> count: a hanging component stops being called
@@ -95,6 +108,8 @@ class GradingPlugin:
         if item.get_closest_marker("gpu") and not self._device.startswith("cuda"):
             pytest.skip(GPU_REASON)
         comp = self.components.get(_component_of(item))
+        if self.config is not None:  # what this test's component may not call at run time
+            self._student._forbidden = set(self.config.forbidden_for(_component_of(item) or ""))
         if comp is not None and comp.zero_reason:
             raise Feedback(comp.zero_reason)
         if comp is not None and comp.forbidden_used:
@@ -193,7 +208,7 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
     if limits:
         config.limits = replace(config.limits, **limits)
     device = resolve_device(device)
-    prepared = extract.prepare(notebook, assignment, config.forbidden, root)
+    prepared = extract.prepare(notebook, assignment, config.forbidden_for, root)
     errors = list(prepared.messages)
     if prepared.fatal:
         empty = score(prepared, {})
@@ -202,10 +217,10 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
     if in_process:
         transport = LocalTransport(prepared.cells)
     else:
-        transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device), config.forbidden)
+        transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device), config.all_forbidden())
     student = Student(transport)
     try:
-        plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared)
+        plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared, config)
         run_suite(assignment, plugin)
     finally:
         student.close()

@@ -113,11 +113,15 @@ class RemoteTransport:
         except WorkerTimeout as err:
             self.worker = None
             raise StudentTimeout(f"your code did not finish in time: {err}") from None
-        except (WorkerDied, ProtocolError) as err:
-            if self.worker is not None:
-                self.worker.kill()
+        except ProtocolError as err:
+            self.worker.kill()
             self.worker = None
-            raise StudentCrashed(f"your code crashed the grading process: {err}") from None
+            raise StudentCrashed(f"your code returned a value the grader cannot read ({err}): return tensors, "
+                                 "numbers, strings, or lists, tuples and dicts of them") from None
+        except WorkerDied as err:
+            self.worker.kill()
+            self.worker = None
+            raise StudentCrashed(f"your code ended the grading process: {err}") from None
 
     def close(self):
         if self.worker is not None:
@@ -130,9 +134,9 @@ class RemoteTransport:
 class Student:
     """Attribute access names the notebook's top-level functions and classes."""
 
-    def __init__(self, transport, cell_of_name=None):
+    def __init__(self, transport):
         self._transport = transport
-        self._cell_of_name = cell_of_name or {}
+        self._forbidden = None  # None: every API the worker reports counts; else only these
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -159,8 +163,9 @@ class Student:
         reply = self._transport.request(msg)
         if not isinstance(reply, dict):
             raise StudentCrashed("the grading process sent a malformed reply")
-        if reply.get("forbidden"):
-            raise ForbiddenAPI(reply["forbidden"])
+        used = [n for n in reply.get("forbidden") or [] if self._forbidden is None or n in self._forbidden]
+        if used:
+            raise ForbiddenAPI(used)
         if not reply.get("ok"):
             info = reply.get("error") if isinstance(reply.get("error"), dict) else {}
             if info.get("type") == "NameError":
@@ -218,6 +223,15 @@ class Ref:
 
     def get(self):
         return self._student._request({"op": "get", "target": self._spec})["value"]
+
+    def __bool__(self):
+        # A handle is not a value: `expect(student.f(x))` must not pass on an object.
+        raise TypeError("a student object has no truth value: compare data instead")
+
+    def __eq__(self, other):
+        raise TypeError("student objects cannot be compared: read their data with .get()")
+
+    __hash__ = object.__hash__
 
     def __repr__(self):
         return f"<student object {self.type_name or self._spec}>"
