@@ -218,7 +218,7 @@ class Worker:
     def send(self, reply):
         try:
             data = dumps(reply)
-        except Exception as err:  # a value torch.save cannot write
+        except Exception as err:  # a value the protocol cannot carry
             data = dumps({"ok": False, "error": _error_info(err), "forbidden": reply.get("forbidden", [])})
         if len(data) > MAX_MESSAGE:
             data = dumps({"ok": False, "error": {"type": "ReplyTooLarge",
@@ -273,6 +273,7 @@ def zygote(sock_fd):
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<pid>/mem for children
     for name in ("torch.nn", "torch.nn.functional", "math", "numpy"):
         importlib.import_module(name)
+    _warm_up()
     control = socket.socket(fileno=sock_fd)
     children = {}
     control.send(json.dumps({"ready": True}).encode())
@@ -309,6 +310,21 @@ def zygote(sock_fd):
                 _, status = os.waitpid(pid, 0)
                 children[pid] = _status(status)
             control.send(json.dumps({"status": children.get(pid)}).encode())
+
+
+def _warm_up():
+    """Pay torch's first-call costs (dispatcher, autograd, serialization) once here
+    rather than in every forked worker. One thread only: a thread pool must not
+    exist when the zygote forks."""
+    torch.set_num_threads(1)
+    for dtype in (torch.float32, torch.float64):
+        layer = torch.nn.Linear(4, 3).to(dtype)
+        x = torch.randn(2, 5, 4, dtype=dtype, requires_grad=True)
+        scores = layer(x) @ layer(x).transpose(-2, -1)
+        mask = torch.ones(5, 5, dtype=torch.bool).tril()
+        torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1).sum().backward()
+    torch.ones(2, 2, device="meta").tril()
+    loads(dumps({"x": torch.ones(2), "ok": True})[HEADER.size:])
 
 
 def _status(status):
