@@ -64,7 +64,10 @@ def _grade_one(task):
         except Exception as err:  # noqa: BLE001 - a grader fault must not stop the class
             report = empty_report(assignment, root, f"internal grader error ({type(err).__name__}: {err}); "
                                                     "ask your instructor to regrade")
-    nb = autograded_notebook(notebook, report, assignment, root)
+    try:
+        nb = autograded_notebook(notebook, report, assignment, root)
+    except Exception:  # noqa: BLE001 - a notebook too broken to annotate gets the release
+        nb = autograded_notebook(None, report, assignment, root)
     return student, {"report": report, "notebook": nb}
 
 

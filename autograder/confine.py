@@ -16,7 +16,9 @@ _EPERM, _ENOSYS = 1, 38
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _NR = {"clone": 56, "fork": 57, "vfork": 58, "kill": 62, "ptrace": 101, "tkill": 200,
        "tgkill": 234, "socket": 41, "clone3": 435, "setsid": 112, "setpgid": 109,
-       "process_vm_readv": 310, "process_vm_writev": 311}
+       "process_vm_readv": 310, "process_vm_writev": 311, "rt_sigqueueinfo": 129,
+       "rt_tgsigqueueinfo": 297, "pidfd_open": 434, "pidfd_send_signal": 424, "pidfd_getfd": 438,
+       "process_madvise": 440, "kcmp": 312}
 _CLONE_THREAD = 0x00010000
 _AF_INET, _AF_INET6 = 2, 10
 
@@ -34,15 +36,17 @@ def seccomp_filter(own_pid: int | None = None) -> bytes:
     ins(_JEQ, _AUDIT_ARCH_X86_64, 0, allow)           # other architectures: no filter
     ins(_LD_ABS, 0)                                   # syscall number
     ins(_JGE, 0x40000000, deny, 0)                    # the x32 ABI: refuse outright
-    for name in ("fork", "vfork", "ptrace", "setsid", "setpgid", "process_vm_readv", "process_vm_writev"):
+    # Process creation, and every way to reach into or signal another process
+    # (pidfds included), are refused outright.
+    for name in ("fork", "vfork", "ptrace", "setsid", "setpgid", "process_vm_readv", "process_vm_writev",
+                 "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "process_madvise", "kcmp"):
         ins(_JEQ, _NR[name], deny, 0)
     ins(_JEQ, _NR["clone3"], nosys, 0)                # glibc falls back to clone()
     ins(_JEQ, _NR["clone"], "clone", 0)
     ins(_JEQ, _NR["socket"], "socket", 0)
     if own_pid is not None:
-        for name in ("kill", "tkill"):
+        for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             ins(_JEQ, _NR[name], "signal", 0)
-        ins(_JEQ, _NR["tgkill"], "signal", 0)
     ins(_RET, _ALLOW)
     labels = {"clone": len(prog)}
     ins(_LD_ABS, 16)                                  # clone flags (low 32 bits)

@@ -37,7 +37,15 @@ class Prepared:
 
 
 def _meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {}) if isinstance(cell.get("metadata"), dict) else {}
+    """A cell's nbgrader metadata, or {} when it is missing or malformed (a student
+    can put anything there; a bad value must cost that cell, never the grader)."""
+    meta = cell.get("metadata")
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    if "grade_id" in meta and not isinstance(meta["grade_id"], str):
+        return {}
+    return meta
 
 
 def _defined_names(source: str) -> list[str]:
@@ -46,6 +54,13 @@ def _defined_names(source: str) -> list[str]:
     except SyntaxError:
         return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+
+
+def _checksum(cell) -> str | None:
+    try:
+        return compute_checksum(cell)
+    except Exception:  # noqa: BLE001 - malformed metadata cannot match the release anyway
+        return None
 
 
 def release_notebook(assignment: str, root: Path | None = None) -> Path:
@@ -71,10 +86,17 @@ def components_of(release: nbformat.NotebookNode) -> list[Component]:
     return comps
 
 
+# Ways to dig a wrapped original out of a tripwire; no answer needs them.
+INTROSPECTION = {"__wrapped__", "__closure__", "cell_contents", "__globals__", "__code__", "__func__",
+                 "get_referents", "get_referrers", "__builtins__"}
+
+
 def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
     """Forbidden APIs named in a cell: `F.scaled_dot_product_attention`, an import of
     it, or its name as a string (getattr tricks). The student's own function of the
     same name is not an attribute access, so it is not flagged."""
+    if not forbidden:
+        return []
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -84,6 +106,11 @@ def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
         by_attr.setdefault(dotted.rpartition(".")[2], dotted)
     found = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in INTROSPECTION:
+            found.add(f"introspection ({node.attr}), which could reach a forbidden API")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+                and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant)):
+            found.add("getattr with a computed name, which could reach a forbidden API")
         if isinstance(node, ast.Attribute) and node.attr in by_attr:
             found.add(by_attr[node.attr])
         elif isinstance(node, ast.ImportFrom):
@@ -102,10 +129,13 @@ def prepare(submitted: Path, assignment: str, forbidden_for=None, root: Path | N
     try:
         nb = read_notebook(submitted)
     except CourseError as err:
-        return Prepared(assignment, [], components, fatal=f"the notebook could not be read: {err}")
+        reason = str(err).partition("(")[2].partition(")")[0] or "unreadable"
+        return Prepared(assignment, [], components,
+                        fatal=f"the notebook file could not be read ({reason}): download your notebook again "
+                              "from Jupyter (File > Download) and resubmit it")
 
     by_id = {}
-    for cell in nb.cells:
+    for cell in (c for c in nb.cells if isinstance(c, dict) and isinstance(c.get("source", ""), str)):
         gid = _meta(cell).get("grade_id")
         if gid and gid not in by_id:
             by_id[gid] = cell
@@ -125,7 +155,7 @@ def prepare(submitted: Path, assignment: str, forbidden_for=None, root: Path | N
             continue
         sub = by_id.get(gid)
         if meta.get("locked"):
-            intact = sub is not None and compute_checksum(sub) == meta.get("checksum")
+            intact = sub is not None and _checksum(sub) == meta.get("checksum")
             if not intact:
                 what = "deleted" if sub is None else "modified"
                 if gid in test_owner:

@@ -82,6 +82,8 @@ def autograded_notebook(submitted: Path | None, report: dict, assignment: str, r
     """The submission with each graded test cell's output replaced by its report.
     Unreadable submissions are replaced by the release, so feedback still renders."""
     try:
+        if submitted is None:
+            raise ValueError("no notebook")
         nb = nbformat.read(submitted, as_version=4)
         nbformat.validate(nb)
     except Exception:  # noqa: BLE001 - any unreadable notebook

@@ -151,8 +151,10 @@ def _result(item, report, call) -> dict:
     err = call.excinfo.value if call.excinfo else None
     if isinstance(err, StudentTimeout):
         return {**base, "outcome": "timeout", "message": f"{description}: {err}"}
-    if isinstance(err, (StudentError, StudentCrashed)):
+    if isinstance(err, StudentError):
         return {**base, "outcome": "error", "message": f"{description}: your code raised {err}"}
+    if isinstance(err, StudentCrashed):
+        return {**base, "outcome": "error", "message": f"{description}: {err}"}
     if isinstance(err, (Feedback, ForbiddenAPI)):
         return {**base, "outcome": "failed", "message": f"{description}: {err}"}
     if isinstance(err, AssertionError):
@@ -164,7 +166,7 @@ def _result(item, report, call) -> dict:
 
 def run_suite(assignment: str, plugin: GradingPlugin, select: str | None = None) -> None:
     folder = suite_dir(assignment)
-    args = [str(folder), "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(folder),
+    args = [str(folder), "-p", "no:cacheprovider", "-q", "--tb=no", "-o", "addopts=", "--rootdir", str(folder),
             "--confcutdir", str(folder), "--import-mode=importlib", "-W", "ignore"]
     if select:
         args += ["-k", select]

@@ -19,6 +19,7 @@ import torch
 HEADER = struct.Struct("!Q")
 _JSON_LEN = struct.Struct("!I")
 MAX_MESSAGE = 256 * 2**20  # a reply larger than this is a student flooding the judge
+MAX_HEADER = 2 * 2**20     # the structure is small; bulk data travels as tensor bytes
 MAX_DEPTH = 64
 TAGS = {"__tensor__", "__tuple__", "__dict__", "__dtype__", "__device__", "__int__", "__float__", "__complex__"}
 
@@ -34,6 +35,9 @@ class ProtocolError(Exception):
 def dumps(obj) -> bytes:
     blobs = []
     header = json.dumps(_pack(obj, blobs, 0), allow_nan=True, separators=(",", ":")).encode()
+    if len(header) > MAX_HEADER:
+        raise ValueError(f"a value with {len(header)} bytes of structure is over the limit: "
+                         "return tensors rather than long Python lists")
     body = _JSON_LEN.pack(len(header)) + header + b"".join(blobs)
     return HEADER.pack(len(body)) + body
 
@@ -41,6 +45,8 @@ def dumps(obj) -> bytes:
 def loads(body: bytes):
     try:
         (n,) = _JSON_LEN.unpack_from(body, 0)
+        if n > MAX_HEADER:  # parsing millions of tiny JSON nodes costs the judge gigabytes
+            raise ProtocolError(f"message structure of {n} bytes is over the {MAX_HEADER >> 20} MiB limit")
         header = json.loads(body[_JSON_LEN.size:_JSON_LEN.size + n])
         view = memoryview(body)[_JSON_LEN.size + n:]
         value, used = _unpack(header, view, 0, 0)

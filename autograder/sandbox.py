@@ -16,6 +16,7 @@ sandbox) imports torch once and forks one fresh worker per submission, then
 confines it; a worker never outlives its submission and never runs two
 students' code. The zygote itself only ever runs the course's own code.
 """
+import atexit
 import json
 import os
 import select
@@ -84,8 +85,14 @@ def isolation_warning() -> str | None:
 
 def _python_roots() -> list[str]:
     """Folders the worker's Python needs: the installation and the virtualenv."""
-    roots = {sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)}
+    roots = {sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent),
+             str(Path(_python()).parent.parent)}
     return sorted(r for r in roots if r and os.path.isdir(r))
+
+
+def _python() -> str:
+    """The interpreter, as an absolute path with no `..` (bwrap cannot follow those)."""
+    return os.path.normpath(os.path.abspath(sys.executable))
 
 
 def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[str]:
@@ -101,7 +108,10 @@ def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[s
     for root in _python_roots():
         cmd += ["--ro-bind", root, root]
     cmd += ["--ro-bind", str(stage), "/sandbox", "--proc", "/proc", "--dev", "/dev",
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
+            # Only /tmp stays writable: the root and /dev are tmpfs that would
+            # otherwise carry files from one student's worker to the next.
+            "--remount-ro", "/dev", "--remount-ro", "/"]
     if device.startswith("cuda"):
         for dev in sorted(Path("/dev").glob("nvidia*")):
             cmd += ["--dev-bind", str(dev), str(dev)]
@@ -110,12 +120,19 @@ def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[s
 
 
 def _stage() -> Path:
-    """A folder holding the files the sandbox may see (the course's own code only)."""
+    """A folder holding the files the sandbox may see (the course's own code only),
+    and scratch/, the workers' working folder when there is no private /tmp."""
     stage = Path(tempfile.mkdtemp(prefix="course-worker-"))
     for name in SANDBOX_FILES:
         shutil.copy(HERE / name, stage / name)
+    (stage / "scratch").mkdir()
     os.chmod(stage, 0o755)
     return stage
+
+
+def _scratch(stage: Path) -> str:
+    """What the zygote empties between students: its private /tmp, or scratch/."""
+    return "/tmp" if bubblewrap() else str(stage / "scratch")
 
 
 def _worker_env(limits: Limits, device: str) -> dict:
@@ -132,9 +149,9 @@ def _launch(mode_args: list[str], pass_fds: list[int], limits: Limits, device: s
     exe = bubblewrap()
     if exe:
         cmd, worker_dir, cwd = _bwrap_command(exe, stage, limits, device) + list(bwrap_extra), "/sandbox", "/"
-    else:
-        cmd, worker_dir, cwd = [], str(stage), str(stage)
-    cmd += [sys.executable, "-I", f"{worker_dir}/worker.py", *mode_args]
+    else:  # no private /tmp: workers get a scratch folder of their own instead
+        cmd, worker_dir, cwd = [], str(stage), str(stage / "scratch")
+    cmd += [_python(), "-I", f"{worker_dir}/worker.py", *mode_args]
     debug = os.environ.get("COURSE_DEBUG_WORKER")
     return subprocess.Popen(cmd, pass_fds=pass_fds, env=_worker_env(limits, device), cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -279,13 +296,15 @@ class Zygote:
 
     def __init__(self, limits: Limits, device: str = "cpu"):
         self.stage = _stage()
+        self.live = set()  # pids of this zygote's workers the judge has not ended yet
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         zygote_limits = {**asdict(limits), "cpu_seconds": 10**6, "memory_bytes": max(limits.memory_bytes, 8 * 2**30)}
 
         def preexec():
             apply_limits(zygote_limits)
             os.setsid()
-        self.proc = _launch(["zygote", str(theirs.fileno())], [theirs.fileno()], limits, device, self.stage, preexec)
+        self.proc = _launch(["zygote", str(theirs.fileno()), _scratch(self.stage)], [theirs.fileno()], limits,
+                            device, self.stage, preexec)
         theirs.close()
         self.control.settimeout(limits.startup_seconds)
         try:
@@ -332,6 +351,7 @@ class Zygote:
 class ForkedWorker(Channel):
     def __init__(self, zygote: Zygote, pid: int, to_w: int, from_r: int, limits: Limits):
         self.zygote, self.pid = zygote, pid
+        zygote.live.add(pid)
         super().__init__(to_w, from_r, limits)
         if not self._read(time.monotonic() + limits.startup_seconds).get("ready"):
             self.kill()
@@ -349,24 +369,43 @@ class ForkedWorker(Channel):
                 self.zygote._ask({"op": "kill", "pid": self.pid})
             except (OSError, ValueError, WorkerDied):
                 pass
+        self.zygote.live.discard(self.pid)
         self.close_pipes()
 
 
 class WorkerFactory:
-    """Hands out fresh workers: forked from a zygote when possible."""
+    """Hands out fresh workers, forked from zygotes when possible.
+
+    A zygote hosts one live worker at a time, so that it can empty its scratch
+    folder before every fork: a worker never sees files of the one before it.
+    Grading forks sequentially and needs one zygote; concurrent workers (tests
+    that keep several students open) get a zygote each.
+    """
 
     def __init__(self, device: str = "cpu", use_zygote: bool = True):
         self.device, self.use_zygote = device, use_zygote and os.environ.get("COURSE_NO_ZYGOTE") != "1"
-        self.zygote = None
+        self.zygotes = []
+        atexit.register(self.close)
 
     def new(self, limits: Limits, forbidden: list[str] | None = None):
         if not self.use_zygote:
             return WorkerProcess(limits, self.device, forbidden)
-        if self.zygote is None or not self.zygote.alive():
-            self.zygote = Zygote(limits, self.device)
-        return self.zygote.fork(limits, forbidden)
+        for _ in range(2):
+            self.zygotes = [z for z in self.zygotes if z.alive()]
+            zygote = next((z for z in self.zygotes if not z.live), None)
+            if zygote is None:
+                zygote = Zygote(limits, self.device)
+                self.zygotes.append(zygote)
+            try:
+                return zygote.fork(limits, forbidden)
+            except (WorkerDied, OSError, ValueError):
+                # The zygote refuses to fork onto a scratch folder it could not
+                # empty (or died): the next worker gets a brand-new sandbox.
+                zygote.close()
+                self.zygotes.remove(zygote)
+        raise WorkerDied("could not start a worker")
 
     def close(self) -> None:
-        if self.zygote is not None:
-            self.zygote.close()
-            self.zygote = None
+        for zygote in self.zygotes:
+            zygote.close()
+        self.zygotes = []

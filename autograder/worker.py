@@ -67,7 +67,6 @@ class Tripwires:
         def tripwire(*args, **kwargs):
             used.add(dotted)
             return original(*args, **kwargs)
-        tripwire.__wrapped__ = original
         try:
             setattr(owner, attr, tripwire)
         except (AttributeError, TypeError):
@@ -135,13 +134,13 @@ class Executor:
         """Data travels as is; any other object stays here behind a handle."""
         if type(value) in (torch.Tensor, torch.nn.Parameter):
             return value.detach().clone()
-        if is_data(value):
-            return value
         if type(value) in (list, tuple):
             items = [self.wrap(v) for v in value]
             return items if type(value) is list else tuple(items)
         if isinstance(value, dict) and all(type(k) is str for k in value):  # state dicts are OrderedDicts
             return {k: self.wrap(v) for k, v in value.items()}
+        if is_data(value):
+            return value
         ref = len(self.objects) + 1
         self.objects[ref] = value
         return {"__handle__": ref, "__type__": type(value).__name__}
@@ -257,18 +256,21 @@ def serve(fd_in, fd_out, config):
     Worker(fd_in, fd_out, config).serve()
 
 
-def zygote(sock_fd):
+def zygote(sock_fd, scratch):
     """Fork one fresh, confined worker per request; never run student code here.
 
     Runs inside the sandbox with torch imported. Each child gets the judge's
     pipes, closes the control socket, starts its own session, takes its limits
-    and seccomp filter, and only then serves. /tmp is emptied between students.
+    and seccomp filter, and only then serves. `scratch` (the sandbox's private
+    /tmp) is emptied between students.
     """
-    import shutil
-    import socket
     import ctypes
+    import socket
 
-    from confine import confine
+    try:
+        from .confine import confine
+    except ImportError:
+        from confine import confine
 
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<pid>/mem for children
     for name in ("torch.nn", "torch.nn.functional", "math", "numpy"):
@@ -287,12 +289,13 @@ def zygote(sock_fd):
             if done:
                 children[pid] = _status(status)
         if req["op"] == "fork":
-            if not any(v is None for v in children.values()):
-                _wipe("/tmp")  # the next student starts from an empty /tmp
+            if not _wipe(scratch):
+                return  # leftovers we cannot remove: exit, and the judge starts a new sandbox
             pid = os.fork()
             if pid == 0:
                 try:
                     control.close()
+                    os.chdir(scratch)
                     os.setsid()
                     confine(req["limits"])
                     serve(fds[0], fds[1], req["config"])
@@ -332,14 +335,27 @@ def _status(status):
 
 
 def _wipe(folder):
+    """Empty `folder`, even of what a student made unreadable; True if it is empty."""
+    for root, dirs, _ in os.walk(folder, topdown=True, onerror=None):
+        for d in dirs:
+            try:
+                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+            except OSError:
+                pass
     for entry in os.scandir(folder):
         try:
             if entry.is_dir(follow_symlinks=False):
-                __import__("shutil").rmtree(entry.path, ignore_errors=True)
+                _rmtree(entry.path)
             else:
                 os.unlink(entry.path)
         except OSError:
             pass
+    return not os.listdir(folder)
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def main():
@@ -347,7 +363,7 @@ def main():
     if mode == "worker":
         serve(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
     elif mode == "zygote":
-        zygote(int(sys.argv[2]))
+        zygote(int(sys.argv[2]), sys.argv[3])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -1,0 +1,248 @@
+"""Hidden tests for causal_mask(L, device=None) and padding_mask(lengths, max_len)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograder.student import Ref
+from autograder.suite import assert_close, assert_tensor, expect
+
+causal = pytest.mark.component("test-causal-mask")
+padding = pytest.mark.component("test-padding-mask")
+
+
+def describe(value):
+    return type(value).__name__ if not isinstance(value, Ref) else f"an object ({value.type_name})"
+
+
+def is_function(student, name, signature):
+    expect(student.has(name), f"{name} is not defined: define it at the top level of its answer cell, "
+                              "with exactly this name")
+    obj = getattr(student, name).get()
+    expect(isinstance(obj, Ref) and obj.type_name == "function",
+           f"{name} should be a function (def {name}{signature}), got {describe(obj)}")
+
+
+def as_bool(m):
+    """Values only (the dtype has its own test): a non-bool mask counts as True where it is non-zero."""
+    return m if m.dtype == torch.bool else m != 0
+
+
+def expect_bool(m, what):
+    expect(m.dtype == torch.bool, f"{what} must be a torch.bool tensor (True = may attend), got {m.dtype}")
+
+
+def tril(L):
+    return torch.ones(L, L, dtype=torch.bool).tril()
+
+
+def causal_of(student, L, **kwargs):
+    m = student.causal_mask(L, **kwargs)
+    assert_tensor(m, f"causal_mask({L})", shape=(L, L))
+    return m
+
+
+# --- causal_mask ----------------------------------------------------------------------
+
+@causal
+@pytest.mark.weight(0.5)
+def test_causal_mask_is_a_function(student):
+    """causal_mask is a top-level function that returns a tensor"""
+    is_function(student, "causal_mask", "(L, device=None)")
+    assert_tensor(student.causal_mask(3), "causal_mask(3)")
+
+
+@causal
+@pytest.mark.weight(3)
+def test_causal_mask_values_for_many_lengths(student):
+    """causal_mask(L) is True exactly on and below the diagonal, for L from 1 to 300"""
+    for L in [*range(1, 17), 31, 64, 300]:
+        m = causal_of(student, L)
+        expect(torch.equal(as_bool(m), tril(L)),
+               f"causal_mask({L}) should be True on and below the diagonal and False above it")
+
+
+@causal
+def test_causal_mask_single_position(student):
+    """causal_mask(1) is a single True"""
+    m = causal_of(student, 1)
+    expect(bool(as_bool(m).all()), "causal_mask(1) should be [[True]]")
+
+
+@causal
+def test_causal_mask_dtype_is_bool(student):
+    """causal_mask returns a torch.bool tensor"""
+    m = causal_of(student, 6)
+    assert_tensor(m, "causal_mask(6)")
+    expect_bool(m, "causal_mask(6)")
+
+
+@causal
+def test_causal_mask_no_future(student):
+    """No position may attend to a later one"""
+    m = as_bool(causal_of(student, 9))
+    expect(not m.triu(diagonal=1).any(), "causal_mask(L)[i, j] must be False for every j > i (the future)")
+
+
+@causal
+def test_causal_mask_diagonal_and_past_allowed(student):
+    """Every position may attend to itself and to every earlier one"""
+    m = as_bool(causal_of(student, 9))
+    expect(bool(m.diagonal().all()), "causal_mask(L)[i, i] must be True: a position may attend to itself")
+    expect(bool(m[tril(9).tril(diagonal=-1)].all()),
+           "causal_mask(L)[i, j] must be True for every j < i (the past)")
+
+
+@causal
+def test_causal_mask_device(student, device):
+    """causal_mask(L, device) creates the mask on that device"""
+    m = causal_of(student, 5, device=device)
+    assert_tensor(m, "causal_mask(5, device)", device=device)
+    expect_bool(m, "causal_mask(5, device)")
+    expect(torch.equal(m.cpu(), tril(5)), "causal_mask(5, device) has wrong values")
+
+
+@causal
+def test_causal_mask_default_device_and_torch_device(student):
+    """device=None gives a CPU mask, and a torch.device object works too"""
+    assert_tensor(causal_of(student, 4), "causal_mask(4)", device="cpu")
+    m = causal_of(student, 4, device=torch.device("cpu"))
+    assert_tensor(m, "causal_mask(4, device=torch.device('cpu'))", device="cpu")
+    expect_bool(m, "causal_mask(4, device=torch.device('cpu'))")
+    expect(torch.equal(m, tril(4)), "causal_mask(4, device=torch.device('cpu')) has wrong values")
+
+
+@causal
+def test_causal_mask_honours_another_device(student):
+    """The device argument is used, not ignored (checked with PyTorch's 'meta' device)"""
+    m = student.causal_mask(4, device="meta")
+    assert_tensor(m, "causal_mask(4, device='meta')", shape=(4, 4))
+    expect_bool(m, "causal_mask(4, device='meta')")
+    expect(m.device.type == "meta", "causal_mask(L, device) must create the mask on `device` "
+                                    "(pass device=device when you create the tensor), "
+                                    f"but with device='meta' it is on {m.device.type}")
+
+
+@causal
+def test_causal_mask_matches_builtin_causal_attention(student):
+    """As an attention mask, causal_mask(L) gives PyTorch's causal attention"""
+    q, k, v = torch.randn(2, 7, 8), torch.randn(2, 7, 8), torch.randn(2, 7, 3)
+    m = causal_of(student, 7)
+    expect(m.dtype == torch.bool, f"causal_mask must return a bool tensor, got {m.dtype}")
+    assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                 F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                 "attention with causal_mask(7) as its mask (compared with PyTorch's is_causal=True)")
+
+
+# --- padding_mask ---------------------------------------------------------------------
+
+def expected_padding(lengths, max_len):
+    return torch.arange(max_len)[None, :] < torch.as_tensor(lengths)[:, None]
+
+
+def padding_of(student, lengths, max_len):
+    m = student.padding_mask(lengths, max_len)
+    assert_tensor(m, f"padding_mask(lengths, {max_len})", shape=(len(lengths), max_len))
+    return m
+
+
+@padding
+@pytest.mark.weight(0.5)
+def test_padding_mask_is_a_function(student):
+    """padding_mask is a top-level function that returns a tensor"""
+    is_function(student, "padding_mask", "(lengths, max_len)")
+    assert_tensor(student.padding_mask(torch.tensor([1, 2]), 3), "padding_mask(lengths, 3)")
+
+
+@padding
+@pytest.mark.weight(3)
+def test_padding_mask_values(student):
+    """padding_mask is True exactly at positions < length, for random batches"""
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(10):
+        B, max_len = (int(s) for s in torch.randint(1, 12, (2,), generator=gen))
+        lengths = torch.randint(0, max_len + 1, (B,), generator=gen)
+        m = padding_of(student, lengths, max_len)
+        expect(torch.equal(as_bool(m), expected_padding(lengths, max_len)),
+               f"padding_mask(lengths, {max_len}) with {B} lengths has wrong values: row b should be True "
+               "at positions 0 .. lengths[b] - 1 and False after")
+
+
+@padding
+def test_padding_mask_list_lengths(student):
+    """A Python list of lengths works like a tensor"""
+    lengths = [3, 1, 5, 2]
+    m = padding_of(student, lengths, 6)
+    expect(torch.equal(as_bool(m), expected_padding(lengths, 6)),
+           "padding_mask([3, 1, 5, 2], 6) has wrong values")
+
+
+@padding
+def test_padding_mask_empty_and_full_sequences(student):
+    """Length 0 gives an all-False row, length == max_len an all-True row"""
+    m = as_bool(padding_of(student, torch.tensor([0, 5, 2]), 5))
+    expect(not m[0].any(), "a sequence of length 0 has no real token: its row must be all False")
+    expect(bool(m[1].all()), "a sequence of length max_len has no padding: its row must be all True")
+
+
+@padding
+def test_padding_mask_boundary(student):
+    """Position length - 1 is a real token and position length is padding"""
+    lengths = torch.tensor([2, 4, 1])
+    m = as_bool(padding_of(student, lengths, 6))
+    for b, n in enumerate(lengths.tolist()):
+        expect(bool(m[b, n - 1]), "the last real token (position length - 1) must be True")
+        expect(not m[b, n], "the first padding position (position length) must be False: use <, not <=")
+
+
+@padding
+def test_padding_mask_dtype_and_shape(student):
+    """padding_mask returns a torch.bool tensor of shape (B, max_len)"""
+    m = student.padding_mask(torch.tensor([2, 3, 1]), 7)
+    assert_tensor(m, "padding_mask(lengths of 3 sequences, 7)", shape=(3, 7))
+    expect_bool(m, "padding_mask(lengths of 3 sequences, 7)")
+    m1 = student.padding_mask(torch.tensor([4]), 9)
+    assert_tensor(m1, "padding_mask(lengths of 1 sequence, 9)", shape=(1, 9))
+    expect_bool(m1, "padding_mask(lengths of 1 sequence, 9)")
+
+
+@padding
+def test_padding_mask_keeps_device(student, device):
+    """A tensor of lengths keeps its device"""
+    lengths = torch.tensor([1, 4, 2], device=device)
+    m = student.padding_mask(lengths, 5)
+    assert_tensor(m, "padding_mask(lengths, 5)", shape=(3, 5), device=device)
+    expect_bool(m, "padding_mask(lengths, 5)")
+    expect(torch.equal(m.cpu(), expected_padding(lengths.cpu(), 5)), "padding_mask(lengths, 5) has wrong values")
+
+
+@padding
+def test_padding_mask_integer_dtypes(student):
+    """int32 and int64 tensors of lengths both work"""
+    for dtype in (torch.int32, torch.int64):
+        lengths = torch.tensor([3, 0, 2], dtype=dtype)
+        m = padding_of(student, lengths, 4)
+        expect(torch.equal(as_bool(m), expected_padding(lengths, 4)),
+               f"padding_mask with {dtype} lengths has wrong values")
+
+
+@padding
+def test_padding_mask_leaves_lengths_unchanged(student):
+    """The lengths tensor is not modified in place"""
+    lengths = torch.tensor([3, 1, 4])
+    result, after = student.padding_mask.with_inputs(lengths, 5)
+    assert_tensor(result, "padding_mask(lengths, 5)", shape=(3, 5))
+    expect(isinstance(after[0], torch.Tensor) and after[0].dtype == lengths.dtype and torch.equal(after[0], lengths),
+           "padding_mask changed its lengths tensor in place")
+
+
+@padding
+def test_padding_mask_as_key_mask(student):
+    """Used as padding_mask(lengths, L)[:, None, :], padded keys are ignored by attention"""
+    lengths = torch.tensor([5, 2, 7])
+    q, k, v = torch.randn(3, 7, 8), torch.randn(3, 7, 8), torch.randn(3, 7, 4)
+    m = padding_of(student, lengths, 7)
+    expect(m.dtype == torch.bool, f"padding_mask must return a bool tensor, got {m.dtype}")
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=m[:, None, :])
+    for b, n in enumerate(lengths.tolist()):
+        alone = F.scaled_dot_product_attention(q[b], k[b, :n], v[b, :n])
+        assert_close(out[b], alone, "attention with padding_mask as key mask (compared with the padding removed)")
