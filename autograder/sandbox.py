@@ -168,6 +168,12 @@ class Channel:
         os.set_blocking(self.to_worker, False)
         self.dead = False
 
+    def _await_ready(self) -> None:
+        """A new worker says hello once it has started: wait for that, or give up."""
+        if not self._read(time.monotonic() + self.limits.startup_seconds).get("ready"):
+            self.kill()
+            raise WorkerDied("the worker did not start")
+
     def request(self, message: dict, timeout: float | None = None) -> dict:
         if self.dead:
             raise WorkerDied("the worker has already ended")
@@ -271,9 +277,7 @@ class WorkerProcess(Channel):
         for fd in fds:
             os.close(fd)
         super().__init__(to_w, from_r, limits)
-        if not self._read(time.monotonic() + limits.startup_seconds).get("ready"):
-            self.kill()
-            raise WorkerDied("the worker did not start")
+        self._await_ready()
 
     def _exit_status(self):
         try:
@@ -353,9 +357,7 @@ class ForkedWorker(Channel):
         self.zygote, self.pid = zygote, pid
         zygote.live.add(pid)
         super().__init__(to_w, from_r, limits)
-        if not self._read(time.monotonic() + limits.startup_seconds).get("ready"):
-            self.kill()
-            raise WorkerDied("the worker did not start")
+        self._await_ready()
 
     def _exit_status(self):
         try:

@@ -8,6 +8,8 @@ write it for the student, without reference values.
 import pytest
 import torch
 
+from .student import Ref
+
 
 class Feedback(AssertionError):
     """A failed check whose message is written for the student."""
@@ -43,3 +45,20 @@ def assert_close(actual, expected: torch.Tensor, what: str, atol=1e-5, rtol=1e-5
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol, equal_nan=True):
         err = (actual.double() - expected.double()).abs().nan_to_num(float("inf")).max().item()
         raise Feedback(f"{what} has wrong values (largest absolute error {err:.3g}, tolerance {atol:g})")
+
+
+def describe(value) -> str:
+    """What a student's value is, for a message: its kind, never its contents."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"an object ({value.type_name})" if isinstance(value, Ref) else type(value).__name__
+
+
+def expect_pair(result, call: str, names=("output", "weights")):
+    """`call` returned a pair of tensors: return them, or fail with a message."""
+    expect(isinstance(result, (tuple, list)) and len(result) == 2,
+           f"{call} should return a tuple ({names[0]}, {names[1]}), got {describe(result)}")
+    first, second = result
+    assert_tensor(first, f"the {names[0]}")
+    assert_tensor(second, "the weights" if names[1] == "weights" else f"the {names[1]}")
+    return first, second

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, expect
+from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
 
 pytestmark = pytest.mark.component("test-additive")
 
@@ -47,12 +47,7 @@ def inputs(B, L, qd, kd, dv, dtype=torch.float32, device="cpu"):
 
 
 def pair(result):
-    expect(isinstance(result, (tuple, list)) and len(result) == 2,
-           f"{NAME}.forward should return a tuple (context, weights), got {describe(result)}")
-    context, w = result
-    assert_tensor(context, "the context")
-    assert_tensor(w, "the weights")
-    return context, w
+    return expect_pair(result, f"{NAME}.forward", ("context", "weights"))
 
 
 def run(layer, query, keys, values, mask=None):
@@ -63,10 +58,6 @@ def run(layer, query, keys, values, mask=None):
     return context, w
 
 
-def describe(value):
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return type(value).__name__ if not isinstance(value, Ref) else f"an object ({value.type_name})"
 
 
 def random_mask(B, L, p=0.6):

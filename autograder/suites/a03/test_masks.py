@@ -4,14 +4,12 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, expect
+from autograder.suite import assert_close, assert_tensor, describe, expect
 
 causal = pytest.mark.component("test-causal-mask")
 padding = pytest.mark.component("test-padding-mask")
 
 
-def describe(value):
-    return type(value).__name__ if not isinstance(value, Ref) else f"an object ({value.type_name})"
 
 
 def is_function(student, name, signature):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, expect
+from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
 
 pytestmark = pytest.mark.component("test-sdpa")
 
@@ -37,18 +37,9 @@ def call(student, q, k, v, mask=None):
 
 
 def pair(result):
-    expect(isinstance(result, (tuple, list)) and len(result) == 2,
-           f"{NAME} should return a tuple (output, weights), got {describe(result)}")
-    out, w = result
-    assert_tensor(out, "the output")
-    assert_tensor(w, "the weights")
-    return out, w
+    return expect_pair(result, NAME)
 
 
-def describe(value):
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return type(value).__name__ if not isinstance(value, Ref) else f"an object ({value.type_name})"
 
 
 def shapes(*tensors):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, expect
+from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
 
 pytestmark = pytest.mark.component("test-self")
 
@@ -57,12 +57,7 @@ def expected(w, x, mask=None, causal=False):
 
 
 def pair(result):
-    expect(isinstance(result, (tuple, list)) and len(result) == 2,
-           f"{NAME}.forward should return a tuple (out, weights), got {describe(result)}")
-    out, w = result
-    assert_tensor(out, "the output")
-    assert_tensor(w, "the weights")
-    return out, w
+    return expect_pair(result, f"{NAME}.forward", ("output", "weights"))
 
 
 def run(layer, x, mask=None, d_v=None):
@@ -74,10 +69,6 @@ def run(layer, x, mask=None, d_v=None):
     return out, w
 
 
-def describe(value):
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return type(value).__name__ if not isinstance(value, Ref) else f"an object ({value.type_name})"
 
 
 def key_padding(lengths, L):
