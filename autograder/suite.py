@@ -62,3 +62,20 @@ def expect_pair(result, call: str, names=("output", "weights")):
     assert_tensor(first, f"the {names[0]}")
     assert_tensor(second, "the weights" if names[1] == "weights" else f"the {names[1]}")
     return first, second
+
+
+def twin_modules(student, reference, class_name, *args, dtype=None, device=None, grad=False, **kwargs):
+    """A student module holding the weights of a fresh reference module of the same
+    class: (student, reference, weights). Without `grad`, parameters do not require
+    grad, so that outputs come back as plain tensors."""
+    ref = getattr(reference, class_name)(*args, **kwargs)
+    stu = getattr(student, class_name)(*args, **kwargs)
+    if not grad:
+        ref, stu = ref.requires_grad_(False), stu.requires_grad_(False)
+    if dtype is not None:
+        ref, stu = ref.to(dtype), stu.to(dtype)
+    if device is not None:
+        ref, stu = ref.to(device), stu.to(device)
+    weights = ref.state_dict()
+    stu.load_state_dict(weights)
+    return stu, ref, weights

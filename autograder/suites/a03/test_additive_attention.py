@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
+from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair, twin_modules
 
 pytestmark = pytest.mark.component("test-additive")
 
@@ -14,19 +14,8 @@ PARAMS = ("W_q.weight", "W_k.weight", "v.weight")
 # --- helpers (trusted side) -----------------------------------------------------------
 
 def make(student, reference, qd, kd, hd, dtype=None, device=None, grad=False):
-    """A student layer holding the weights of a fresh reference layer: (student, reference, weights).
-    Without `grad`, both layers' parameters do not require grad: outputs are then plain tensors."""
-    ref = reference.AdditiveAttention(qd, kd, hd)
-    stu = student.AdditiveAttention(qd, kd, hd)
-    if not grad:
-        ref, stu = ref.requires_grad_(False), stu.requires_grad_(False)
-    if dtype is not None:
-        ref, stu = ref.to(dtype), stu.to(dtype)
-    if device is not None:
-        ref, stu = ref.to(device), stu.to(device)
-    weights = ref.state_dict()
-    stu.load_state_dict(weights)
-    return stu, ref, weights
+    """A student AdditiveAttention holding a fresh reference layer's weights."""
+    return twin_modules(student, reference, "AdditiveAttention", qd, kd, hd, dtype=dtype, device=device, grad=grad)
 
 
 def formula(w, query, keys, values, mask=None):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
+from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair, twin_modules
 
 pytestmark = pytest.mark.component("test-self")
 
@@ -17,20 +17,10 @@ PARAMS = ("W_q.weight", "W_k.weight", "W_v.weight")
 # --- helpers (trusted side) -----------------------------------------------------------
 
 def make(student, reference, d_model, d_k, d_v=None, causal=False, dtype=None, device=None, grad=False):
-    """A student layer holding the weights of a fresh reference layer: (student, reference, weights).
-    Without `grad`, both layers' parameters do not require grad: outputs are then plain tensors."""
+    """A student SelfAttention holding a fresh reference layer's weights."""
     kwargs = {"causal": causal} if d_v is None else {"d_v": d_v, "causal": causal}
-    ref = reference.SelfAttention(d_model, d_k, **kwargs)
-    stu = student.SelfAttention(d_model, d_k, **kwargs)
-    if not grad:
-        ref, stu = ref.requires_grad_(False), stu.requires_grad_(False)
-    if dtype is not None:
-        ref, stu = ref.to(dtype), stu.to(dtype)
-    if device is not None:
-        ref, stu = ref.to(device), stu.to(device)
-    weights = ref.state_dict()
-    stu.load_state_dict(weights)
-    return stu, ref, weights
+    return twin_modules(student, reference, "SelfAttention", d_model, d_k, dtype=dtype, device=device, grad=grad,
+                        **kwargs)
 
 
 def combined(mask, L, causal, device="cpu"):
