@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import tomllib
+import types
 import zlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -78,6 +79,7 @@ class GradingPlugin:
         self.config = config
         self.components = {c.grade_id: c for c in prepared.components} if prepared else {}
         self.results = {}  # nodeid -> dict
+        self.gates, self.gate_errors = {}, {}  # component -> check, and what it raised (None: passed)
         self.timeouts = {}  # component -> count: a hanging component stops being called
 
     # fixtures --------------------------------------------------------------
@@ -102,6 +104,12 @@ class GradingPlugin:
             ])
 
     # hooks -----------------------------------------------------------------
+    def pytest_collection_modifyitems(self, items):
+        for module in {item.module for item in items if getattr(item, "module", None)}:
+            for check in vars(module).values():
+                if isinstance(check, types.FunctionType) and "gate_for" in vars(check):
+                    self.gates[check.gate_for] = check
+
     def pytest_runtest_setup(self, item):
         seed = zlib.crc32(item.nodeid.encode())
         torch.manual_seed(seed)
@@ -116,6 +124,26 @@ class GradingPlugin:
             raise ForbiddenAPI(comp.forbidden_used)
         if self.timeouts.get(_component_of(item), 0) >= MAX_TIMEOUTS:
             raise StudentTimeout(f"not run: this component's code already timed out {MAX_TIMEOUTS} times")
+        self._pass_gate(_component_of(item))
+        torch.manual_seed(seed)  # the test's random inputs do not depend on whether its gate ran
+
+    def _pass_gate(self, component):
+        """Run the component's gate once per notebook; re-raise its failure for each test."""
+        if component not in self.gates:
+            return
+        if component in self.gate_errors:  # its first test already showed why, in full
+            if self.gate_errors[component] is not None:
+                raise Feedback("not credited until the basic check above passes")
+            return
+        try:
+            self.gates[component](self._student)
+            self.gate_errors[component] = None
+        except Feedback as err:
+            self.gate_errors[component] = err
+            raise Feedback(f"not credited until this basic check passes: {err}") from None
+        except Exception as err:  # a crash or timeout is reported as such, as for a test
+            self.gate_errors[component] = err
+            raise
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

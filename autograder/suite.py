@@ -25,6 +25,20 @@ def component(grade_id: str, weight: float = 1.0):
     return pytest.mark.component(grade_id)
 
 
+def gate(grade_id: str):
+    """Decorate `check(student)` as the gate of a component: a quick test that the
+    answer really attempts the task (weights form a distribution that depends on
+    the input, a mask has both values...). Until it passes, every test of the
+    component fails with its message, so that an answer returning zeros or a
+    constant earns nothing from the properties it satisfies trivially (masking
+    equals removal, inputs unchanged, causality). A gate must hold for every
+    correct answer; the judge runs it once per notebook."""
+    def mark(check):
+        check.gate_for = grade_id
+        return check
+    return mark
+
+
 def assert_tensor(actual, what: str, shape=None, dtype=None, device=None) -> None:
     expect(isinstance(actual, torch.Tensor), f"{what} should be a tensor, got {type(actual).__name__}")
     if shape is not None:
@@ -79,3 +93,23 @@ def twin_modules(student, reference, class_name, *args, dtype=None, device=None,
     weights = ref.state_dict()
     stu.load_state_dict(weights)
     return stu, ref, weights
+
+
+def expect_attention(what: str, weights, output=None, mixed=None, other_weights=None) -> None:
+    """Gate checks for an attention layer on an unmasked input: `weights` form a
+    distribution over the keys, `output` equals `mixed` (the values mixed with those
+    weights), and `other_weights` (for another input) differ: an answer that
+    ignores its input earns nothing from the properties it meets trivially.
+    Tolerances are loose (half precision passes): precision has tests of its own."""
+    weights = weights.double()
+    expect(torch.isfinite(weights).all(), f"the weights from {what} contain NaN or infinity")
+    expect(bool((weights >= 0).all()), f"{what} gave negative weights")
+    expect(torch.allclose(weights.sum(-1), torch.ones((), dtype=torch.float64), atol=1e-2),
+           f"the weights from {what} do not sum to 1 over the keys for each query")
+    if output is not None:
+        expect(torch.isfinite(output).all(), f"the output of {what} contains NaN or infinity")
+        expect(torch.allclose(output.double(), mixed.double(), atol=1e-2, rtol=1e-2),
+               f"the output of {what} is not the values mixed by its weights")
+    if other_weights is not None:
+        expect(not torch.allclose(weights, other_weights.double(), atol=1e-6),
+               f"the weights from {what} stay the same when the input changes: they must depend on it")

@@ -309,6 +309,81 @@ def test_alternative_correct_answer_scores_full_marks(tmp_path, grade_id, source
     assert report["score"] == report["max_score"] == 10.0
 
 
+# --- answers that only look like answers ----------------------------------------------------
+# Each satisfies some properties trivially (masking equals removal, inputs left
+# unchanged, causality, the right dtype): the components' gates keep them at zero.
+
+SELF_HEAD = """
+class SelfAttention(nn.Module):
+    def __init__(self, d_model, d_k, d_v=None, causal=False):
+        super().__init__()
+        self.causal = causal
+        self.W_q = nn.Linear(d_model, d_k, bias=False)
+        self.W_k = nn.Linear(d_model, d_k, bias=False)
+        self.W_v = nn.Linear(d_model, d_v or d_k, bias=False)
+"""
+
+HOLLOW = {
+    "sdpa-zeros": ("test-sdpa", """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+    return out, torch.zeros(*q.shape[:-1], k.shape[-2], dtype=q.dtype, device=q.device)
+"""),
+    "sdpa-uniform-weights": ("test-sdpa", """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    w = torch.full((*q.shape[:-1], k.shape[-2]), 1.0 / k.shape[-2], dtype=q.dtype, device=q.device)
+    return w @ v, w
+"""),
+    "sdpa-returns-v": ("test-sdpa", """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    w = torch.eye(q.shape[-2], k.shape[-2], dtype=q.dtype, device=q.device).expand(*q.shape[:-1], k.shape[-2])
+    return v[..., :q.shape[-2], :], w
+"""),
+    "causal-mask-all-true": ("test-causal-mask", """
+def causal_mask(L, device=None):
+    return torch.ones(L, L, dtype=torch.bool, device=device)
+"""),
+    "causal-mask-identity": ("test-causal-mask", """
+def causal_mask(L, device=None):
+    return torch.eye(L, dtype=torch.bool, device=device)
+"""),
+    "padding-mask-all-true": ("test-padding-mask", """
+def padding_mask(lengths, max_len):
+    return torch.ones(len(lengths), max_len, dtype=torch.bool)
+"""),
+    "additive-uniform-weights": ("test-additive", ADDITIVE_HEAD + """
+    def forward(self, query, keys, values, mask=None):
+        w = torch.full(keys.shape[:2], 1.0 / keys.shape[1], dtype=values.dtype, device=values.device)
+        return (w.unsqueeze(1) @ values).squeeze(1), w
+"""),
+    "self-zeros": ("test-self", SELF_HEAD + """
+    def forward(self, x, mask=None):
+        out = torch.zeros(*x.shape[:-1], self.W_v.out_features, dtype=x.dtype, device=x.device)
+        return out, torch.zeros(*x.shape[:-1], x.shape[-2], dtype=x.dtype, device=x.device)
+"""),
+    "self-values-only": ("test-self", SELF_HEAD + """
+    def forward(self, x, mask=None):
+        L = x.shape[-2]
+        return self.W_v(x), torch.eye(L, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], L)
+"""),
+}
+
+
+@pytest.mark.parametrize("name", HOLLOW)
+def test_hollow_answer_scores_zero_on_its_component(tmp_path, name):
+    grade_id, source = HOLLOW[name]
+    report = grade_with(tmp_path, grade_id, source)
+    got = scores(report)
+    assert got[grade_id][0] == 0.0, [t for c in report["components"] if c["grade_id"] == grade_id
+                                     for t in c["tests"] if t["outcome"] == "passed"]
+    messages = failures(report, grade_id)
+    assert "not credited until this basic check passes" in messages[0], messages[0]
+    assert all("not credited" in m for m in messages[1:]), messages
+    for other in COMPONENTS:
+        if other != grade_id and grade_id not in DEPENDS_ON.get(other, ()):
+            assert got[other][0] == got[other][1], (other, failures(report, other))
+
+
 # --- the whole notebook -------------------------------------------------------------------
 
 def test_solution_scores_full_marks(tmp_path):

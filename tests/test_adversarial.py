@@ -296,13 +296,13 @@ CASES = [
          ZERO_SDPA, collateral=True),
     # 3: monkeypatching libraries and the course's own modules next to a wrong answer
     Case("monkeypatch-torch-numpy-pytest", "answer-sdpa", MONKEYPATCH_TORCH + WRONG_SDPA, WRONG_SDPA,
-         ("has wrong values",)),
+         (("has wrong values", "is not the values mixed by its weights"),)),
     Case("monkeypatch-builtins", "answer-sdpa",
          "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.len = lambda *a: 0\n"
          "builtins.AssertionError = type('Nothing', (Exception,), {})\n" + WRONG_SDPA,
          ("gone", WRONG_SDPA), ("answer-sdpa",)),
     Case("fake-course-modules-in-sys.modules", "answer-sdpa", FAKE_COURSE_MODULES + WRONG_SDPA, WRONG_SDPA,
-         ("has wrong values",)),
+         (("has wrong values", "is not the values mixed by its weights"),)),
     Case("import-autograder", "answer-sdpa", "import autograder.judge\n" + SDPA, "gone",
          ("ModuleNotFoundError", "answer-sdpa")),
     # 4-5: the course's files are not there to read or to write

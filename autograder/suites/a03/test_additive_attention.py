@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair, twin_modules
+from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
+                              gate, twin_modules)
 
 pytestmark = pytest.mark.component("test-additive")
 
@@ -55,7 +56,22 @@ def random_mask(B, L, p=0.6):
     return mask
 
 
-# --- tests ----------------------------------------------------------------------------
+# --- gate and tests ---------------------------------------------------------------------
+
+@gate("test-additive")
+def computes_attention(student):
+    """A layer of the student's own: weights that form a distribution depending on the query, and
+    the context they mix from the values."""
+    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
+                              "with exactly this name")
+    layer = student.AdditiveAttention(6, 5, 8).requires_grad_(False)
+    gen = torch.Generator().manual_seed(0)
+    query, keys, values, query2 = (torch.randn(*shape, generator=gen) for shape in [(3, 6), (3, 4, 5), (3, 4, 2),
+                                                                                      (3, 6)])
+    context, w = run(layer, query, keys, values)
+    _, w2 = run(layer, query2, keys, values)
+    expect_attention(NAME, w, context, (w.double()[:, :, None] * values.double()).sum(1), w2)
+
 
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):

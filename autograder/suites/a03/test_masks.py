@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect
+from autograder.suite import assert_close, assert_tensor, describe, expect, gate
 
 causal = pytest.mark.component("test-causal-mask")
 padding = pytest.mark.component("test-padding-mask")
@@ -40,6 +40,15 @@ def causal_of(student, L, **kwargs):
 
 
 # --- causal_mask ----------------------------------------------------------------------
+
+@gate("test-causal-mask")
+def causal_mask_is_a_causal_pattern(student):
+    """causal_mask(5) holds both values, and lets some position see an earlier one."""
+    is_function(student, "causal_mask", "(L, device=None)")
+    m = as_bool(causal_of(student, 5))
+    expect(m.any() and not m.all(), "causal_mask(5) should hold both True (may attend) and False (the future)")
+    expect(m.tril(-1).any(), "causal_mask(5) lets no position attend to an earlier one")
+
 
 @causal
 @pytest.mark.weight(0.5)
@@ -132,6 +141,18 @@ def test_causal_mask_matches_builtin_causal_attention(student):
 
 
 # --- padding_mask ---------------------------------------------------------------------
+
+@gate("test-padding-mask")
+def padding_mask_tells_tokens_from_padding(student):
+    """padding_mask for two lengths holds both values, and different rows for them."""
+    is_function(student, "padding_mask", "(lengths, max_len)")
+    m = student.padding_mask(torch.tensor([1, 3]), 4)
+    assert_tensor(m, "padding_mask(torch.tensor([1, 3]), 4)", shape=(2, 4))
+    m = as_bool(m)
+    expect(m.any() and not m.all(), "padding_mask(torch.tensor([1, 3]), 4) should hold both True (a real token) "
+                                    "and False (padding)")
+    expect(not torch.equal(m[0], m[1]), "padding_mask gives the same row to sequences of lengths 1 and 3")
+
 
 def expected_padding(lengths, max_len):
     return torch.arange(max_len)[None, :] < torch.as_tensor(lengths)[:, None]

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair
+from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
+                              gate)
 
 pytestmark = pytest.mark.component("test-sdpa")
 
@@ -72,7 +73,22 @@ BATCHES = [pytest.param((), id="no-batch-dim"), pytest.param((3,), id="1-batch-d
            pytest.param((2, 3), id="2-batch-dims"), pytest.param((2, 1, 4), id="3-batch-dims")]
 
 
-# --- tests ----------------------------------------------------------------------------
+# --- gate and tests ---------------------------------------------------------------------
+
+@gate("test-sdpa")
+def computes_attention(student):
+    """On one small input: weights that form a distribution depending on q, and the output they mix from v."""
+    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
+                              "with exactly this name")
+    gen = torch.Generator().manual_seed(0)
+    q, k, v, q2 = (torch.randn(2, n, d, generator=gen) for n, d in [(4, 8), (5, 8), (5, 3), (4, 8)])
+    out, w = call(student, q, k, v)
+    assert_tensor(out, "the output", shape=(2, 4, 3))
+    assert_tensor(w, "the weights", shape=(2, 4, 5))
+    _, w2 = call(student, q2, k, v)
+    assert_tensor(w2, "the weights", shape=(2, 4, 5))
+    expect_attention(NAME, w, out, w.double() @ v.double(), w2)
+
 
 @pytest.mark.weight(0.5)
 def test_is_a_function(student):

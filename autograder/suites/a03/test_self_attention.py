@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, expect_pair, twin_modules
+from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
+                              gate, twin_modules)
 
 pytestmark = pytest.mark.component("test-self")
 
@@ -65,7 +66,24 @@ def key_padding(lengths, L):
     return (torch.arange(L)[None, :] < torch.as_tensor(lengths)[:, None])[:, None, :]  # (B, 1, L)
 
 
-# --- tests ----------------------------------------------------------------------------
+# --- gate and tests ---------------------------------------------------------------------
+
+@gate("test-self")
+def computes_attention(student):
+    """A layer of the student's own: weights that form a distribution depending on x, and the
+    output they mix from x's values (x W_vᵀ)."""
+    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
+                              "with exactly this name")
+    layer = student.SelfAttention(8, 4).requires_grad_(False)
+    gen = torch.Generator().manual_seed(0)
+    x, x2 = torch.randn(2, 5, 8, generator=gen), torch.randn(2, 5, 8, generator=gen)
+    out, w = run(layer, x, d_v=4)
+    _, w2 = run(layer, x2, d_v=4)
+    W_v = layer.W_v.weight.get()
+    expect(isinstance(W_v, torch.Tensor) and tuple(W_v.shape) == (4, 8),
+           f"{NAME}(8, 4).W_v.weight should be a tensor of shape (4, 8)")
+    expect_attention(NAME, w, out, w.double() @ (x.double() @ W_v.double().T), w2)
+
 
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):
