@@ -71,8 +71,23 @@ def _grade_one(task):
     return student, {"report": report, "notebook": nb}
 
 
+def _claim_zygote(device: str, claimed) -> None:
+    """Pool initializer: this process keeps the next unclaimed zygote, and uses one
+    thread (two judges with a thread per core each spin against each other, which
+    made every notebook 5 times slower)."""
+    import torch
+
+    from .sandbox import worker_factory
+    torch.set_num_threads(1)  # the command did already; grade_class may also be called from Python
+    with claimed.get_lock():
+        index, claimed.value = claimed.value, claimed.value + 1
+    worker_factory(device).keep_only(index)
+
+
 def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Path, jobs: int = 1,
                 device: str = "auto", progress: bool = True, limits: dict | None = None) -> dict:
+    from .judge import resolve_device
+    device = resolve_device(device)
     tasks = [(student, nb, assignment, device, root, limits) for student, nb in items]
     results = {}
     bar = tqdm(total=len(tasks), desc=f"grading {assignment}", unit="notebook", file=sys.stderr,
@@ -83,8 +98,15 @@ def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Pat
             results[student] = result
             bar.update()
     else:
-        # fork: pool processes start with torch and pytest already imported.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        # fork: pool processes start with torch and pytest already imported, and
+        # each takes one of the zygotes started here (they boot in parallel).
+        from .config import SuiteConfig
+        from .sandbox import worker_factory
+        worker_factory(device).prestart(SuiteConfig.load(assignment).limits, jobs)
+        context = multiprocessing.get_context("fork")
+        claimed = context.Value("i", 0)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_zygote,
+                                 initargs=(device, claimed)) as pool:
             for student, result in pool.map(_grade_one, tasks):
                 results[student] = result
                 bar.update()

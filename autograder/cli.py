@@ -36,11 +36,28 @@ def _readable_notebook(path: str) -> Path:
     return p
 
 
+def start_zygotes(assignment: str, device: str, count: int = 1) -> None:
+    """Boot the sandbox's zygotes now: they import torch while this process does."""
+    from .config import SuiteConfig
+    from .sandbox import likely_device, worker_factory
+    worker_factory(likely_device(device)).prestart(SuiteConfig.load(assignment).limits, count)
+
+
+def judge_threads() -> None:
+    """One torch thread for the judge: its tensors are small, and idle threads that
+    spin waiting for work slow down the worker it waits for (15% per notebook)."""
+    import torch
+    torch.set_num_threads(1)
+
+
 def cmd_grade(args) -> int:
-    from .judge import grade
-    from .sandbox import isolation_warning
     check_assignment_name(args.assignment)
     notebook = _readable_notebook(args.notebook)
+    if not args.in_process:
+        start_zygotes(args.assignment, args.device)
+    from .judge import grade
+    from .sandbox import isolation_warning
+    judge_threads()
     if not args.in_process and isolation_warning():
         print(isolation_warning(), file=sys.stderr)
     report = grade(notebook, args.assignment, device=args.device, in_process=args.in_process)
@@ -62,10 +79,14 @@ def format_report(report: dict) -> str:
 
 
 def cmd_autograde(args) -> int:
-    from . import classroom, gradebook
-    from .sandbox import isolation_warning
     root = course_root()
     check_assignment_name(args.assignment)
+    if args.jobs < 1:
+        raise CourseError(f"--jobs takes a number of processes, 1 or more; got {args.jobs}")
+    start_zygotes(args.assignment, args.device, args.jobs)
+    from . import classroom, gradebook
+    from .sandbox import isolation_warning
+    judge_threads()
     shard = classroom.parse_shard(args.shard)
     if isolation_warning():
         print(isolation_warning(), file=sys.stderr)
@@ -94,13 +115,12 @@ def store(assignment: str, results: dict, root: Path, db: str | None) -> None:
     import warnings
 
     import nbformat
-    from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
     from . import gradebook
     url = gradebook.db_url(root, db)
     # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings on add_submission; harmless.
-    with warnings.catch_warnings(), Gradebook(url) as gb:
+    with warnings.catch_warnings(), gradebook.open_gradebook(url) as gb:
         warnings.simplefilter("ignore", SAWarning)
         nb_name = gradebook.ensure_assignment(gb, assignment, root)
         for student, result in sorted(results.items()):
@@ -201,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # jsonschema (under nbformat) imports rfc3987_syntax when it is installed, and
+    # that builds a parser at import time (1.2 s here) for a string format no
+    # notebook uses: without it jsonschema skips that one format.
+    sys.modules.setdefault("rfc3987_syntax", None)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

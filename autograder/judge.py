@@ -2,11 +2,9 @@
 code in a sandboxed worker, results as the JSON report of `course grade`."""
 import contextlib
 import io
-import os
-import tomllib
 import types
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,55 +12,21 @@ import pytest
 import torch
 
 from . import extract
+from .config import SuiteConfig, suite_dir
 from .paths import course_root
-from .sandbox import Limits, WorkerFactory
+from .sandbox import worker_factory
 from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
                       StudentError, StudentTimeout)
 from .suite import Feedback
 
-SUITES = Path(__file__).resolve().parent / "suites"
 GPU_REASON = "needs a GPU: not graded on this machine"
 MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
-
-
-@dataclass
-class SuiteConfig:
-    """autograder/suites/aNN/suite.toml: limits, and APIs that answers may not use
-    (`[forbidden] apis` for every component, `[forbidden.components] <grade id>`
-    for one)."""
-    limits: Limits
-    forbidden: list[str] = field(default_factory=list)
-    forbidden_by_component: dict[str, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, assignment: str) -> "SuiteConfig":
-        path = SUITES / assignment / "suite.toml"
-        data = tomllib.loads(path.read_text()) if path.exists() else {}
-        forbidden = data.get("forbidden", {})
-        return cls(Limits.from_dict(data.get("limits")), forbidden.get("apis", []),
-                   forbidden.get("components", {}))
-
-    def forbidden_for(self, grade_id: str) -> list[str]:
-        return self.forbidden + self.forbidden_by_component.get(grade_id, [])
-
-    def all_forbidden(self) -> list[str]:
-        return sorted(set(self.forbidden).union(*self.forbidden_by_component.values()))
-
-
-def suite_dir(assignment: str) -> Path:
-    return SUITES / assignment
 
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-@lru_cache(maxsize=None)
-def worker_factory(device: str) -> WorkerFactory:
-    """One zygote per judge process and device, shared by the notebooks it grades."""
-    return WorkerFactory(device)
 
 
 @lru_cache(maxsize=None)
@@ -112,7 +76,7 @@ class GradingPlugin:
 
     def pytest_runtest_setup(self, item):
         seed = zlib.crc32(item.nodeid.encode())
-        torch.manual_seed(seed)
+        self._seed(seed)
         if item.get_closest_marker("gpu") and not self._device.startswith("cuda"):
             pytest.skip(GPU_REASON)
         comp = self.components.get(_component_of(item))
@@ -125,7 +89,14 @@ class GradingPlugin:
         if self.timeouts.get(_component_of(item), 0) >= MAX_TIMEOUTS:
             raise StudentTimeout(f"not run: this component's code already timed out {MAX_TIMEOUTS} times")
         self._pass_gate(_component_of(item))
-        torch.manual_seed(seed)  # the test's random inputs do not depend on whether its gate ran
+        self._seed(seed)  # the test's random inputs do not depend on whether its gate ran
+
+    def _seed(self, seed):
+        # Not torch.manual_seed: with CUDA present but not yet initialised it records
+        # a stack trace per call, which cost a third of the judge's time.
+        torch.default_generator.manual_seed(seed)
+        if self._device.startswith("cuda"):
+            torch.cuda.manual_seed_all(seed)
 
     def _pass_gate(self, component):
         """Run the component's gate once per notebook; re-raise its failure for each test."""
@@ -194,8 +165,12 @@ def _result(item, report, call) -> dict:
 
 def run_suite(assignment: str, plugin: GradingPlugin, select: str | None = None) -> None:
     folder = suite_dir(assignment)
-    args = [str(folder), "-p", "no:cacheprovider", "-q", "--tb=no", "-o", "addopts=", "--rootdir", str(folder),
-            "--confcutdir", str(folder), "--import-mode=importlib", "-W", "ignore"]
+    # Plugins a judge has no use for; unraisableexception alone runs gc.collect
+    # several times per session (0.4 s a notebook).
+    unused = ["cacheprovider", "unraisableexception", "threadexception", "logging", "faulthandler", "doctest",
+              "junitxml", "pastebin", "stepwise", "legacypath"]
+    args = [str(folder), *(f"-pno:{name}" for name in unused), "-q", "--tb=no", "-o", "addopts=",
+            "--rootdir", str(folder), "--confcutdir", str(folder), "--import-mode=importlib", "-W", "ignore"]
     if select:
         args += ["-k", select]
     sink = io.StringIO()

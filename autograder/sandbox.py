@@ -15,6 +15,9 @@ Python plus torch takes seconds to start, so a *zygote* (inside the same
 sandbox) imports torch once and forks one fresh worker per submission, then
 confines it; a worker never outlives its submission and never runs two
 students' code. The zygote itself only ever runs the course's own code.
+
+This module imports torch (through the wire protocol) only on first use, so
+that a command can start its zygotes before paying for torch itself.
 """
 import atexit
 import json
@@ -32,7 +35,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from .confine import apply_limits, confine, seccomp_filter
-from .protocol import HEADER, MAX_MESSAGE, ProtocolError, dumps, loads
 
 HERE = Path(__file__).resolve().parent
 SANDBOX_FILES = ("worker.py", "protocol.py", "confine.py")
@@ -53,6 +55,11 @@ class Limits:
     @classmethod
     def from_dict(cls, values: dict | None) -> "Limits":
         return cls(**(values or {}))
+
+
+def protocol():
+    from . import protocol as wire  # imports torch: see the module's docstring
+    return wire
 
 
 class WorkerDied(Exception):
@@ -178,7 +185,7 @@ class Channel:
         if self.dead:
             raise WorkerDied("the worker has already ended")
         deadline = time.monotonic() + (timeout or self.limits.call_seconds)
-        self._write(dumps(message), deadline)
+        self._write(protocol().dumps(message), deadline)
         return self._read(deadline)
 
     def _write(self, data: bytes, deadline: float) -> None:
@@ -191,13 +198,14 @@ class Channel:
                 raise WorkerDied(self._death()) from None
 
     def _read(self, deadline: float) -> dict:
-        (n,) = HEADER.unpack(self._read_exactly(HEADER.size, deadline))
-        if n > MAX_MESSAGE:
+        wire = protocol()
+        (n,) = wire.HEADER.unpack(self._read_exactly(wire.HEADER.size, deadline))
+        if n > wire.MAX_MESSAGE:
             self.kill()
-            raise ProtocolError(f"a reply of {n} bytes is over the {MAX_MESSAGE >> 20} MiB limit")
-        reply = loads(self._read_exactly(n, deadline))
+            raise wire.ProtocolError(f"a reply of {n} bytes is over the {wire.MAX_MESSAGE >> 20} MiB limit")
+        reply = wire.loads(self._read_exactly(n, deadline))
         if not isinstance(reply, dict):
-            raise ProtocolError("the worker's reply is not a message")
+            raise wire.ProtocolError("the worker's reply is not a message")
         return reply
 
     def _read_exactly(self, n: int, deadline: float) -> bytes:
@@ -296,11 +304,15 @@ class WorkerProcess(Channel):
 # --- the zygote ----------------------------------------------------------------------
 
 class Zygote:
-    """A sandboxed process with torch imported that forks one worker per request."""
+    """A sandboxed process with torch imported that forks one worker per request.
+
+    Starting one returns at once; the first fork waits until it is ready, so the
+    caller can do other work (import torch itself) while the zygote boots."""
 
     def __init__(self, limits: Limits, device: str = "cpu"):
         self.stage = _stage()
         self.live = set()  # pids of this zygote's workers the judge has not ended yet
+        self.owner, self.ready, self.startup_seconds = os.getpid(), False, limits.startup_seconds
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         zygote_limits = {**asdict(limits), "cpu_seconds": 10**6, "memory_bytes": max(limits.memory_bytes, 8 * 2**30)}
 
@@ -310,17 +322,21 @@ class Zygote:
         self.proc = _launch(["zygote", str(theirs.fileno()), _scratch(self.stage)], [theirs.fileno()], limits,
                             device, self.stage, preexec)
         theirs.close()
-        self.control.settimeout(limits.startup_seconds)
+
+    def _await_ready(self) -> None:
+        self.control.settimeout(self.startup_seconds)
         try:
             hello = json.loads(self.control.recv(4096) or b"{}")
         except (OSError, ValueError):
             hello = {}
         self.control.settimeout(30)
         if not hello.get("ready"):
-            self.close()
             raise WorkerDied("the zygote did not start (set COURSE_DEBUG_WORKER=1 to see why)")
+        self.ready = True
 
     def alive(self) -> bool:
+        if os.getpid() != self.owner:  # a process forked from the owner cannot wait for it;
+            return True                # a dead zygote shows at its next request instead
         return self.proc.poll() is None
 
     def _ask(self, message: dict, fds=()) -> dict:
@@ -331,6 +347,8 @@ class Zygote:
         return json.loads(reply)
 
     def fork(self, limits: Limits, forbidden: list[str] | None = None) -> "ForkedWorker":
+        if not self.ready:
+            self._await_ready()
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         try:
@@ -381,13 +399,24 @@ class WorkerFactory:
     A zygote hosts one live worker at a time, so that it can empty its scratch
     folder before every fork: a worker never sees files of the one before it.
     Grading forks sequentially and needs one zygote; concurrent workers (tests
-    that keep several students open) get a zygote each.
+    that keep several students open) get a zygote each. A class graded by N
+    processes starts N zygotes first; each process then keeps one (`keep_only`).
     """
 
     def __init__(self, device: str = "cpu", use_zygote: bool = True):
         self.device, self.use_zygote = device, use_zygote and os.environ.get("COURSE_NO_ZYGOTE") != "1"
         self.zygotes = []
         atexit.register(self.close)
+
+    def prestart(self, limits: Limits, count: int = 1) -> None:
+        """Start zygotes up to `count` without waiting for them."""
+        while self.use_zygote and len(self.zygotes) < count:
+            self.zygotes.append(Zygote(limits, self.device))
+
+    def keep_only(self, index: int) -> None:
+        """In one of several processes forked after `prestart`: use zygote `index`
+        alone; the others belong to sibling processes and are left running."""
+        self.zygotes = self.zygotes[index:index + 1]
 
     def new(self, limits: Limits, forbidden: list[str] | None = None):
         if not self.use_zygote:
@@ -402,7 +431,8 @@ class WorkerFactory:
                 return zygote.fork(limits, forbidden)
             except (WorkerDied, OSError, ValueError):
                 # The zygote refuses to fork onto a scratch folder it could not
-                # empty (or died): the next worker gets a brand-new sandbox.
+                # empty (or died, or never started): the next worker gets a
+                # brand-new sandbox.
                 zygote.close()
                 self.zygotes.remove(zygote)
         raise WorkerDied("could not start a worker")
@@ -411,3 +441,17 @@ class WorkerFactory:
         for zygote in self.zygotes:
             zygote.close()
         self.zygotes = []
+
+
+@lru_cache(maxsize=None)
+def worker_factory(device: str) -> WorkerFactory:
+    """One factory per process and device, shared by the notebooks it grades."""
+    return WorkerFactory(device)
+
+
+def likely_device(device: str) -> str:
+    """`auto` resolved without importing torch, to start zygotes early; the judge
+    resolves it for real, and a zygote started for the wrong device goes unused."""
+    if device == "auto":
+        return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
+    return device

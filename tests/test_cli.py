@@ -2,7 +2,10 @@
 feedback and export, on a small class in a temporary course folder."""
 import csv
 import json
+import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +147,10 @@ def test_cli_errors_are_one_line(klass, args, phrase):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and phrase in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_gradebook_schema_revision_is_nbgrader_s(monkeypatch):
+    """`course` reads the gradebook's schema revision in-process; nbgrader runs `alembic heads`."""
+    from autograder import gradebook
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert gradebook.alembic_head() == gradebook.NBGRADER_ALEMBIC_HEAD()
