@@ -1,5 +1,6 @@
 """Grade a whole class: find submissions, grade them in parallel, store results."""
 import multiprocessing
+import multiprocessing.util
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -81,7 +82,10 @@ def _claim_zygote(device: str, claimed) -> None:
     torch.set_num_threads(1)  # the command did already; grade_class may also be called from Python
     with claimed.get_lock():
         index, claimed.value = claimed.value, claimed.value + 1
-    worker_factory(device).keep_only(index)
+    factory = worker_factory(device)
+    factory.keep_only(index)
+    # Pool processes skip atexit: close what this one used (or started) on the way out.
+    multiprocessing.util.Finalize(factory, factory.close, exitpriority=10)
 
 
 def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Path, jobs: int = 1,

@@ -83,18 +83,20 @@ def cmd_autograde(args) -> int:
     check_assignment_name(args.assignment)
     if args.jobs < 1:
         raise CourseError(f"--jobs takes a number of processes, 1 or more; got {args.jobs}")
-    start_zygotes(args.assignment, args.device, args.jobs)
-    from . import classroom, gradebook
-    from .sandbox import isolation_warning
-    judge_threads()
+    from . import classroom
     shard = classroom.parse_shard(args.shard)
-    if isolation_warning():
-        print(isolation_warning(), file=sys.stderr)
     items = classroom.take_shard(classroom.find_submissions(args.assignment, root, args.student), shard)
     if not items:
         print(f"no submissions of {args.assignment} to grade" + (f" in shard {args.shard}" if shard else ""))
         return 0
-    results = classroom.grade_class(args.assignment, items, root, jobs=args.jobs, device=args.device,
+    jobs = min(args.jobs, len(items))
+    start_zygotes(args.assignment, args.device, jobs)
+    from . import gradebook
+    from .sandbox import isolation_warning
+    judge_threads()
+    if isolation_warning():
+        print(isolation_warning(), file=sys.stderr)
+    results = classroom.grade_class(args.assignment, items, root, jobs=jobs, device=args.device,
                                     progress=not args.quiet)
     if shard:
         out = Path(args.results or f"results-{args.assignment}-{shard[0]}-of-{shard[1]}.json")
