@@ -45,3 +45,17 @@ def answer_source(grade_id: str, assignment: str = "a03") -> str:
     nb = nbformat.read(next((ROOT / "solutions" / assignment).glob("*.ipynb")), as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
     return strip_solution_markers(cell.source)
+
+
+def submitted_class(root: Path, notebooks: dict, assignment: str = "a03") -> Path:
+    """root/submitted/<student>/<assignment>/<assignment>.ipynb for each student:
+    `notebooks` maps a student to a notebook's path, or to text for a broken file."""
+    for student, nb in notebooks.items():
+        folder = root / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        target = folder / f"{assignment}.ipynb"
+        if isinstance(nb, Path):
+            target.write_bytes(nb.read_bytes())
+        else:
+            target.write_text(nb)
+    return root

@@ -253,8 +253,7 @@ ADDITIVE_ALTERNATIVES = {
 ''',
 }
 
-SELF_ALTERNATIVES = {
-    "all-true-mask-and-logical_and": '''
+SELF_HEAD = """
 class SelfAttention(nn.Module):
     def __init__(self, d_model, d_k, d_v=None, causal=False):
         super().__init__()
@@ -262,7 +261,10 @@ class SelfAttention(nn.Module):
         self.W_q = nn.Linear(d_model, d_k, bias=False)
         self.W_k = nn.Linear(d_model, d_k, bias=False)
         self.W_v = nn.Linear(d_model, d_v or d_k, bias=False)
+"""
 
+SELF_ALTERNATIVES = {
+    "all-true-mask-and-logical_and": SELF_HEAD + '''
     def forward(self, x, mask=None):
         L = x.shape[1]
         allowed = torch.ones(L, L, dtype=torch.bool, device=x.device)
@@ -312,16 +314,6 @@ def test_alternative_correct_answer_scores_full_marks(tmp_path, grade_id, source
 # --- answers that only look like answers ----------------------------------------------------
 # Each satisfies some properties trivially (masking equals removal, inputs left
 # unchanged, causality, the right dtype): the components' gates keep them at zero.
-
-SELF_HEAD = """
-class SelfAttention(nn.Module):
-    def __init__(self, d_model, d_k, d_v=None, causal=False):
-        super().__init__()
-        self.causal = causal
-        self.W_q = nn.Linear(d_model, d_k, bias=False)
-        self.W_k = nn.Linear(d_model, d_k, bias=False)
-        self.W_v = nn.Linear(d_model, d_v or d_k, bias=False)
-"""
 
 HOLLOW = {
     "sdpa-zeros": ("test-sdpa", """

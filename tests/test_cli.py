@@ -12,7 +12,7 @@ import torch
 from nbgrader.api import Gradebook
 
 from conftest import ROOT, course
-from submissions import answer_source, submission
+from submissions import answer_source, submission, submitted_class
 
 pytestmark = pytest.mark.slow
 # Off by one: the last real token counts as padding.
@@ -28,17 +28,12 @@ def klass(tmp_path_factory):
         shutil.copytree(ROOT / name, root / name)
     shutil.copy(ROOT / "nbgrader_config.py", root)
     scratch = tmp_path_factory.mktemp("scratch")
-    notebooks = {
+    return submitted_class(root, {
         "ada": submission(scratch, name="ada.ipynb"),
         "ben": submission(scratch, base="release", name="ben.ipynb"),
         "cy": submission(scratch, replace={"answer-padding-mask": WRONG_MASK}, name="cy.ipynb"),
-    }
-    for student, nb in notebooks.items():
-        (root / "submitted" / student / "a03").mkdir(parents=True)
-        shutil.copy(nb, root / "submitted" / student / "a03" / "a03.ipynb")
-    (root / "submitted" / "dee" / "a03").mkdir(parents=True)
-    (root / "submitted" / "dee" / "a03" / "a03.ipynb").write_text('{"cells": [')
-    return root
+        "dee": '{"cells": [',
+    })
 
 
 def grade_json(nb, root):

@@ -22,7 +22,7 @@ import yaml
 from nbgrader.api import Gradebook
 
 from conftest import ROOT
-from submissions import answer_source, submission
+from submissions import answer_source, submission, submitted_class
 
 pytestmark = pytest.mark.slow
 
@@ -116,20 +116,15 @@ def klass(tmp_path_factory):
     """Five students: full marks, the untouched release, two mistakes, a corrupted file."""
     root = tmp_path_factory.mktemp("submissions")
     scratch = tmp_path_factory.mktemp("scratch")
-    notebooks = {
+    return submitted_class(root, {
         "ada": submission(scratch, name="ada.ipynb"),
         "ben": submission(scratch, base="release", name="ben.ipynb"),
         "cy": submission(scratch, name="cy.ipynb", replace={
             "answer-causal-mask": answer_source("answer-causal-mask").replace(".tril()", ".tril(diagonal=-1)")}),
         "dan": submission(scratch, name="dan.ipynb", replace={
             "answer-sdpa": answer_source("answer-sdpa").replace(" / math.sqrt(d_k)", "")}),
-    }
-    for student, nb in notebooks.items():
-        (root / "submitted" / student / "a03").mkdir(parents=True)
-        shutil.copy(nb, root / "submitted" / student / "a03" / "a03.ipynb")
-    (root / "submitted" / "eve" / "a03").mkdir(parents=True)
-    (root / "submitted" / "eve" / "a03" / "a03.ipynb").write_text("not a notebook")
-    return root
+        "eve": "not a notebook",
+    })
 
 
 def test_autograde_workflow_end_to_end(klass, tmp_path):
