@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .extract import release_notebook
+from .sandbox import forks_judges
 from .paths import CourseError
 
 
@@ -72,14 +73,14 @@ def _grade_one(task):
     return student, {"report": report, "notebook": nb}
 
 
-def _claim_zygote(device: str, claimed) -> None:
-    """Pool initializer: this process keeps the next unclaimed zygote, and uses one
-    thread (two judges with a thread per core each spin against each other, which
-    made every notebook 5 times slower)."""
+def _start_judge(device: str, claimed) -> None:
+    """Pool initializer: one torch thread (two judges with a thread per core each
+    spin against each other, which made every notebook 5 times slower), and the
+    next zygote this process's parent started, if any."""
     import torch
 
     from .sandbox import worker_factory
-    torch.set_num_threads(1)  # the command did already; grade_class may also be called from Python
+    torch.set_num_threads(1)
     with claimed.get_lock():
         index, claimed.value = claimed.value, claimed.value + 1
     factory = worker_factory(device)
@@ -102,14 +103,13 @@ def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Pat
             results[student] = result
             bar.update()
     else:
-        # fork: pool processes start with torch and pytest already imported, and
-        # each takes one of the zygotes started here (they boot in parallel).
-        from .config import SuiteConfig
-        from .sandbox import worker_factory
-        worker_factory(device).prestart(SuiteConfig.load(assignment).limits, jobs)
-        context = multiprocessing.get_context("fork")
+        if forks_judges(device):  # each pool process takes one of the zygotes started here
+            from .config import SuiteConfig
+            from .sandbox import worker_factory
+            worker_factory(device).prestart(SuiteConfig.load(assignment).limits, jobs)
+        context = multiprocessing.get_context("fork" if forks_judges(device) else "spawn")
         claimed = context.Value("i", 0)
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_zygote,
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_judge,
                                  initargs=(device, claimed)) as pool:
             for student, result in pool.map(_grade_one, tasks):
                 results[student] = result

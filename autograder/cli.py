@@ -36,11 +36,12 @@ def _readable_notebook(path: str) -> Path:
     return p
 
 
-def start_zygotes(assignment: str, device: str, count: int = 1) -> None:
+def start_zygotes(assignment: str, device: str, jobs: int = 1) -> None:
     """Boot the sandbox's zygotes now: they import torch while this process does."""
     from .config import SuiteConfig
-    from .sandbox import likely_device, worker_factory
-    worker_factory(likely_device(device)).prestart(SuiteConfig.load(assignment).limits, count)
+    from .sandbox import likely_device, worker_factory, zygotes_to_start
+    device = likely_device(device)
+    worker_factory(device).prestart(SuiteConfig.load(assignment).limits, zygotes_to_start(jobs, device))
 
 
 def judge_threads() -> None:

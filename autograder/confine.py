@@ -91,8 +91,12 @@ def install_seccomp(program: bytes) -> None:
 
 
 def apply_limits(limits: dict) -> None:
-    """rlimits from a Limits-like dict: CPU seconds, address space, file size, open files."""
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    """rlimits from a Limits-like dict: CPU seconds, memory, file size, open files.
+    Memory is address space, or with `"memory_rlimit": "data"` (CUDA processes,
+    whose driver reserves far more address space than it uses) the memory the
+    process may write to: heap and private writable mappings."""
+    memory = resource.RLIMIT_DATA if limits.get("memory_rlimit") == "data" else resource.RLIMIT_AS
+    resource.setrlimit(memory, (limits["memory_bytes"], limits["memory_bytes"]))
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))

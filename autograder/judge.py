@@ -13,7 +13,7 @@ import torch
 
 from . import extract
 from .config import SuiteConfig, suite_dir
-from .paths import course_root
+from .paths import CourseError, course_root
 from .sandbox import worker_factory
 from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
                       StudentError, StudentTimeout)
@@ -26,6 +26,9 @@ MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CourseError("--device cuda: PyTorch sees no CUDA device on this machine "
+                          "(use --device auto, which grades on CPU here and marks GPU tests not_graded)")
     return device
 
 

@@ -115,15 +115,20 @@ def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[s
     for root in _python_roots():
         cmd += ["--ro-bind", root, root]
     cmd += ["--ro-bind", str(stage), "/sandbox", "--proc", "/proc", "--dev", "/dev",
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
-            # Only /tmp stays writable: the root and /dev are tmpfs that would
-            # otherwise carry files from one student's worker to the next.
-            "--remount-ro", "/dev", "--remount-ro", "/"]
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp"]
     if device.startswith("cuda"):
         for dev in sorted(Path("/dev").glob("nvidia*")):
             cmd += ["--dev-bind", str(dev), str(dev)]
         cmd += ["--ro-bind-try", "/proc/driver/nvidia", "/proc/driver/nvidia", "--ro-bind-try", "/sys", "/sys"]
-    return cmd
+    # Last, once every mount point exists: only /tmp stays writable. The root and
+    # /dev are tmpfs that would otherwise carry files from one worker to the next.
+    return cmd + ["--remount-ro", "/dev", "--remount-ro", "/"]
+
+
+def rlimits(limits: Limits, device: str, **overrides) -> dict:
+    """What `apply_limits` sets for a process of this device (see its docstring)."""
+    return {**asdict(limits), "memory_rlimit": "data" if device.startswith("cuda") else "address_space",
+            **overrides}
 
 
 def _stage() -> Path:
@@ -264,7 +269,7 @@ class WorkerProcess(Channel):
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         config = json.dumps({"forbidden": forbidden or [], "threads": limits.threads})
-        lim, fds, bwrap_extra = asdict(limits), [to_r, from_w], []
+        lim, fds, bwrap_extra = rlimits(limits, device), [to_r, from_w], []
         if bubblewrap():
             # bwrap installs the filter itself, once the namespaces are set up.
             seccomp_r, seccomp_w = os.pipe()
@@ -313,8 +318,9 @@ class Zygote:
         self.stage = _stage()
         self.live = set()  # pids of this zygote's workers the judge has not ended yet
         self.owner, self.ready, self.startup_seconds = os.getpid(), False, limits.startup_seconds
+        self.device = device
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        zygote_limits = {**asdict(limits), "cpu_seconds": 10**6, "memory_bytes": max(limits.memory_bytes, 8 * 2**30)}
+        zygote_limits = rlimits(limits, device, cpu_seconds=10**6, memory_bytes=max(limits.memory_bytes, 8 * 2**30))
 
         def preexec():
             apply_limits(zygote_limits)
@@ -352,7 +358,7 @@ class Zygote:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         try:
-            reply = self._ask({"op": "fork", "limits": asdict(limits),
+            reply = self._ask({"op": "fork", "limits": rlimits(limits, self.device),
                                "config": {"forbidden": forbidden or [], "threads": limits.threads}},
                               fds=[to_r, from_w])
         finally:
@@ -455,3 +461,15 @@ def likely_device(device: str) -> str:
     if device == "auto":
         return "cuda" if os.path.exists("/dev/nvidiactl") else "cpu"
     return device
+
+
+def forks_judges(device: str) -> bool:
+    """Whether pool processes are forked from this one (with torch, pytest and the
+    zygotes it started) or spawned afresh. On CUDA they are spawned: checking for
+    a GPU initialises the CUDA driver, which a forked child cannot use."""
+    return not device.startswith("cuda")
+
+
+def zygotes_to_start(jobs: int, device: str) -> int:
+    """How many zygotes a command should start before grading `jobs` at a time."""
+    return jobs if jobs == 1 or forks_judges(device) else 0

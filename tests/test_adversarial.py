@@ -410,6 +410,30 @@ def student_for(nb: Path, call_seconds: float = 10) -> Student:
     return Student(transport)
 
 
+def test_cuda_workers_start_with_their_memory_bounded():
+    """Workers for --device cuda (checked here on CPU too, with no GPU files to
+    mount): the sandbox mounts the GPU's files before it makes the root read-only,
+    and memory is bounded by RLIMIT_DATA rather than address space, which the CUDA
+    driver reserves by the tens of GiB. A memory bomb still fails."""
+    import resource
+
+    from autograder.sandbox import WorkerFactory
+    source = ("import resource\n"
+              "def memory_limits():\n"
+              "    return [resource.getrlimit(resource.RLIMIT_AS)[0], resource.getrlimit(resource.RLIMIT_DATA)[0]]\n"
+              "def bomb():\n"
+              "    return len(bytearray(3 * 2**30))\n")
+    factory = WorkerFactory("cuda")
+    try:
+        student = Student(RemoteTransport([("cell", source)], Limits(memory_bytes=2**31), factory))
+        assert student.memory_limits() == [resource.RLIM_INFINITY, 2**31]
+        with pytest.raises(StudentError, match="MemoryError"):
+            student.bomb()
+        student.close()
+    finally:
+        factory.close()
+
+
 def distinctive_lines(path: Path) -> list[str]:
     lines = [line.strip() for line in path.read_text().splitlines()]
     return [line for line in lines if len(line) > 30][:20]

@@ -71,6 +71,15 @@ def test_gpu_tests_are_not_graded_on_cpu(klass):
     assert any("need a GPU" in e for e in report["errors"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this checks a machine without CUDA")
+def test_device_cuda_without_a_gpu_is_a_clear_error(klass):
+    proc = course("grade", str(klass / "submitted" / "ada" / "a03" / "a03.ipynb"), "--assignment", "a03",
+                  "--device", "cuda", env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.startswith("course: error: --device cuda: PyTorch sees no CUDA device"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_solution_scores_full_marks_on_cuda(klass):
@@ -149,3 +158,15 @@ def test_gradebook_schema_revision_is_nbgrader_s(monkeypatch):
     from autograder import gradebook
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     assert gradebook.alembic_head() == gradebook.NBGRADER_ALEMBIC_HEAD()
+
+
+def test_spawned_judges_grade_like_one_process(klass, monkeypatch):
+    """On CUDA, --jobs processes are spawned rather than forked (a forked child
+    cannot use the CUDA driver its parent initialised): that path, run on CPU."""
+    from autograder import classroom
+    items = classroom.find_submissions("a03", klass)
+    alone = classroom.grade_class("a03", items, klass, jobs=1, device="cpu", progress=False)
+    monkeypatch.setattr(classroom, "forks_judges", lambda device: False)
+    spawned = classroom.grade_class("a03", items, klass, jobs=2, device="cpu", progress=False)
+    assert {s: r["report"] for s, r in spawned.items()} == {s: r["report"] for s, r in alone.items()}
+    assert spawned["ada"]["report"]["score"] == 10.0
