@@ -7,12 +7,17 @@ shared by the whole session, so a notebook costs about as much as in-process
 grading, and the suite's gradient tests need the sandbox (in-process grading
 cannot return the outputs of `vjp`; see `test_in_process_vjp` below).
 """
+import importlib.util
 import json
 import re
 
 import pytest
 
+from autograder import extract
+from autograder.config import suite_dir
 from autograder.judge import grade
+from autograder.paths import known_assignments
+from conftest import ROOT
 from submissions import answer_source, submission
 
 pytestmark = pytest.mark.slow
@@ -418,3 +423,17 @@ def test_messages_hold_no_reference_values(tmp_path):
         rest = re.sub(r"largest absolute error [^,]+, tolerance [^)]+", "", message)
         assert not re.search(r"\d\.\d", rest), message
         assert "check failed" not in message, f"a plain assert in the suite: {message}"
+
+
+@pytest.mark.parametrize("assignment", known_assignments())
+def test_every_component_has_a_gate(assignment):
+    """Without a gate, a hollow answer earns points from properties it meets trivially."""
+    components = {c.grade_id for c in extract.components_of(
+        extract.read_notebook(extract.release_notebook(assignment, ROOT)))}
+    gated = set()
+    for path in sorted(suite_dir(assignment).glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"suite_{assignment}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        gated |= {f.gate_for for f in vars(module).values() if callable(f) and "gate_for" in vars(f)}
+    assert components and gated == components, f"components without a gate: {sorted(components - gated)}"
