@@ -74,13 +74,11 @@ def _grade_one(task):
 
 
 def _start_judge(device: str, claimed) -> None:
-    """Pool initializer: one torch thread (two judges with a thread per core each
-    spin against each other, which made every notebook 5 times slower), and the
-    next zygote this process's parent started, if any."""
-    import torch
-
+    """Pool initializer: one torch thread, and the next zygote this process's
+    parent started, if any."""
+    from .judge import use_one_thread
     from .sandbox import worker_factory
-    torch.set_num_threads(1)
+    use_one_thread()  # the command did already; grade_class may also be called from Python
     with claimed.get_lock():
         index, claimed.value = claimed.value, claimed.value + 1
     factory = worker_factory(device)

@@ -44,21 +44,14 @@ def start_zygotes(assignment: str, device: str, jobs: int = 1) -> None:
     worker_factory(device).prestart(SuiteConfig.load(assignment).limits, zygotes_to_start(jobs, device))
 
 
-def judge_threads() -> None:
-    """One torch thread for the judge: its tensors are small, and idle threads that
-    spin waiting for work slow down the worker it waits for (15% per notebook)."""
-    import torch
-    torch.set_num_threads(1)
-
-
 def cmd_grade(args) -> int:
     check_assignment_name(args.assignment)
     notebook = _readable_notebook(args.notebook)
     if not args.in_process:
         start_zygotes(args.assignment, args.device)
-    from .judge import grade
+    from .judge import grade, use_one_thread
     from .sandbox import isolation_warning
-    judge_threads()
+    use_one_thread()
     if not args.in_process and isolation_warning():
         print(isolation_warning(), file=sys.stderr)
     report = grade(notebook, args.assignment, device=args.device, in_process=args.in_process)
@@ -93,8 +86,9 @@ def cmd_autograde(args) -> int:
     jobs = min(args.jobs, len(items))
     start_zygotes(args.assignment, args.device, jobs)
     from . import gradebook
+    from .judge import use_one_thread
     from .sandbox import isolation_warning
-    judge_threads()
+    use_one_thread()
     if isolation_warning():
         print(isolation_warning(), file=sys.stderr)
     results = classroom.grade_class(args.assignment, items, root, jobs=jobs, device=args.device,

@@ -23,6 +23,13 @@ GPU_REASON = "needs a GPU: not graded on this machine"
 MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
 
 
+def use_one_thread() -> None:
+    """One torch thread for a judge: its tensors are small, idle threads spinning for
+    work slow down the worker it waits for (15% per notebook), and two judges with
+    a thread per core each spin against each other (5 times slower)."""
+    torch.set_num_threads(1)
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

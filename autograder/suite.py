@@ -5,6 +5,8 @@ description (its docstring), never the assertion's text, which could hold
 reference values. Raise ``Feedback`` (or use the checks below) to show a message:
 write it for the student, without reference values.
 """
+import math
+
 import pytest
 import torch
 
@@ -59,6 +61,41 @@ def assert_close(actual, expected: torch.Tensor, what: str, atol=1e-5, rtol=1e-5
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol, equal_nan=True):
         err = (actual.double() - expected.double()).abs().nan_to_num(float("inf")).max().item()
         raise Feedback(f"{what} has wrong values (largest absolute error {err:.3g}, tolerance {atol:g})")
+
+
+def expect_defined(student, name: str) -> None:
+    expect(student.has(name), f"{name} is not defined: define it at the top level of its answer cell, "
+                              "with exactly this name")
+
+
+def expect_function(student, name: str, signature: str) -> None:
+    """`name` is a top-level function of the student's: `def name<signature>`."""
+    expect_defined(student, name)
+    obj = getattr(student, name).get()
+    expect(isinstance(obj, Ref) and obj.type_name == "function",
+           f"{name} should be a function (def {name}{signature}), got {describe(obj)}")
+
+
+def expect_module_class(student, name: str, *args) -> None:
+    """`name` is a top-level nn.Module subclass that `name(*args)` constructs."""
+    expect_defined(student, name)
+    cls = getattr(student, name).get()
+    expect(isinstance(cls, Ref) and cls.type_name != "function",
+           f"{name} should be a class (class {name}(nn.Module)), got {describe(cls)}")
+    student.torch.nn.ModuleList([getattr(student, name)(*args)])  # raises "... is not a Module subclass"
+
+
+def attention(q, k, v, mask=None):
+    """Scaled dot-product attention written out, the specification suites compare
+    with: (output, weights), where a query whose mask row is all False gets zero
+    weights and a zero output (PyTorch's own gives NaN there)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ v, weights
 
 
 def describe(value) -> str:

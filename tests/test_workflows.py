@@ -53,9 +53,9 @@ def expand(text: str, context: dict) -> str:
     return EXPRESSION.sub(lambda m: str(evaluate(m.group(1), context)), text)
 
 
-def checkout(workspace: Path, step: dict, klass: Path) -> None:
-    if step.get("with", {}).get("repository"):  # the submissions repository
-        shutil.copytree(klass / "submitted", workspace / step["with"]["path"] / "submitted")
+def checkout(workspace: Path, inputs: dict, klass: Path) -> None:
+    if inputs.get("repository"):  # the submissions repository
+        shutil.copytree(klass / "submitted", workspace / inputs["path"] / "submitted")
         return
     for name in ("solutions", "assignments", "autograder"):
         shutil.copytree(ROOT / name, workspace / name)
@@ -64,9 +64,9 @@ def checkout(workspace: Path, step: dict, klass: Path) -> None:
     (workspace / ".venv").symlink_to(VENV)
 
 
-def upload(workspace: Path, step: dict, artifacts: Path) -> None:
-    target = artifacts / step["with"]["name"]
-    for line in step["with"]["path"].split():
+def upload(workspace: Path, inputs: dict, artifacts: Path) -> None:
+    target = artifacts / inputs["name"]
+    for line in inputs["path"].split():
         source = workspace / line
         assert source.exists(), f"upload-artifact: {line} was not made"
         if source.is_dir():
@@ -76,10 +76,10 @@ def upload(workspace: Path, step: dict, artifacts: Path) -> None:
             shutil.copy(source, target / line)
 
 
-def download(workspace: Path, step: dict, artifacts: Path) -> None:
-    assert step["with"].get("merge-multiple"), "this stand-in only merges artifacts into the workspace"
-    found = [a for a in artifacts.iterdir() if fnmatch.fnmatch(a.name, step["with"]["pattern"])]
-    assert found, f"download-artifact: nothing matches {step['with']['pattern']}"
+def download(workspace: Path, inputs: dict, artifacts: Path) -> None:
+    assert inputs.get("merge-multiple") == "True", "this stand-in only merges artifacts into the workspace"
+    found = [a for a in artifacts.iterdir() if fnmatch.fnmatch(a.name, inputs["pattern"])]
+    assert found, f"download-artifact: nothing matches {inputs['pattern']}"
     for artifact in found:
         shutil.copytree(artifact, workspace, dirs_exist_ok=True)
 
@@ -93,13 +93,13 @@ def run_job(job: dict, workspace: Path, context: dict, klass: Path, artifacts: P
                COURSE_ROOT=str(workspace), PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}")
     for step in job["steps"]:
         action = step.get("uses", "").split("@")[0]
+        inputs = {k: expand(str(v), context) for k, v in step.get("with", {}).items()}
         if action == "actions/checkout":
-            checkout(workspace, {"with": {k: expand(str(v), context) for k, v in step.get("with", {}).items()}},
-                     klass)
+            checkout(workspace, inputs, klass)
         elif action == "actions/upload-artifact":
-            upload(workspace, {"with": {k: expand(str(v), context) for k, v in step["with"].items()}}, artifacts)
+            upload(workspace, inputs, artifacts)
         elif action == "actions/download-artifact":
-            download(workspace, step, artifacts)
+            download(workspace, inputs, artifacts)
         elif action == "actions/setup-python":
             continue
         else:

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from autograder.student import Ref
-from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
-                              gate, twin_modules)
+from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention,
+                              expect_defined, expect_module_class, expect_pair, gate, twin_modules)
 
 pytestmark = pytest.mark.component("test-additive")
 
@@ -48,8 +48,6 @@ def run(layer, query, keys, values, mask=None):
     return context, w
 
 
-
-
 def random_mask(B, L, p=0.6):
     mask = torch.rand(B, L) < p
     mask[:, 0] = True
@@ -62,8 +60,7 @@ def random_mask(B, L, p=0.6):
 def computes_attention(student):
     """A layer of the student's own: weights that form a distribution depending on the query, and
     the context they mix from the values."""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
+    expect_defined(student, NAME)
     layer = student.AdditiveAttention(6, 5, 8).requires_grad_(False)
     gen = torch.Generator().manual_seed(0)
     query, keys, values, query2 = (torch.randn(*shape, generator=gen) for shape in [(3, 6), (3, 4, 5), (3, 4, 2),
@@ -76,13 +73,7 @@ def computes_attention(student):
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):
     """AdditiveAttention is a top-level nn.Module class"""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
-    cls = student.AdditiveAttention.get()
-    expect(isinstance(cls, Ref) and cls.type_name != "function",
-           f"{NAME} should be a class (class {NAME}(nn.Module)), got {describe(cls)}")
-    layer = student.AdditiveAttention(6, 4, 8)
-    student.torch.nn.ModuleList([layer])  # raises "... is not a Module subclass" otherwise
+    expect_module_class(student, NAME, 6, 4, 8)
 
 
 @pytest.mark.parametrize("dims", [(6, 4, 8), (3, 5, 2)], ids=["6-4-8", "3-5-2"])

@@ -3,21 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.student import Ref
-from autograder.suite import assert_close, assert_tensor, describe, expect, gate
+from autograder.suite import assert_close, assert_tensor, expect, expect_function, gate
 
 causal = pytest.mark.component("test-causal-mask")
 padding = pytest.mark.component("test-padding-mask")
-
-
-
-
-def is_function(student, name, signature):
-    expect(student.has(name), f"{name} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
-    obj = getattr(student, name).get()
-    expect(isinstance(obj, Ref) and obj.type_name == "function",
-           f"{name} should be a function (def {name}{signature}), got {describe(obj)}")
 
 
 def as_bool(m):
@@ -44,7 +33,7 @@ def causal_of(student, L, **kwargs):
 @gate("test-causal-mask")
 def causal_mask_is_a_causal_pattern(student):
     """causal_mask(5) holds both values, and lets some position see an earlier one."""
-    is_function(student, "causal_mask", "(L, device=None)")
+    expect_function(student, "causal_mask", "(L, device=None)")
     m = as_bool(causal_of(student, 5))
     expect(m.any() and not m.all(), "causal_mask(5) should hold both True (may attend) and False (the future)")
     expect(m.tril(-1).any(), "causal_mask(5) lets no position attend to an earlier one")
@@ -54,7 +43,7 @@ def causal_mask_is_a_causal_pattern(student):
 @pytest.mark.weight(0.5)
 def test_causal_mask_is_a_function(student):
     """causal_mask is a top-level function that returns a tensor"""
-    is_function(student, "causal_mask", "(L, device=None)")
+    expect_function(student, "causal_mask", "(L, device=None)")
     assert_tensor(student.causal_mask(3), "causal_mask(3)")
 
 
@@ -145,7 +134,7 @@ def test_causal_mask_matches_builtin_causal_attention(student):
 @gate("test-padding-mask")
 def padding_mask_tells_tokens_from_padding(student):
     """padding_mask for two lengths holds both values, and different rows for them."""
-    is_function(student, "padding_mask", "(lengths, max_len)")
+    expect_function(student, "padding_mask", "(lengths, max_len)")
     m = student.padding_mask(torch.tensor([1, 3]), 4)
     assert_tensor(m, "padding_mask(torch.tensor([1, 3]), 4)", shape=(2, 4))
     m = as_bool(m)
@@ -168,7 +157,7 @@ def padding_of(student, lengths, max_len):
 @pytest.mark.weight(0.5)
 def test_padding_mask_is_a_function(student):
     """padding_mask is a top-level function that returns a tensor"""
-    is_function(student, "padding_mask", "(lengths, max_len)")
+    expect_function(student, "padding_mask", "(lengths, max_len)")
     assert_tensor(student.padding_mask(torch.tensor([1, 2]), 3), "padding_mask(lengths, 3)")
 
 

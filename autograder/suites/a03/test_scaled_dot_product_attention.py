@@ -1,13 +1,10 @@
 """Hidden tests for scaled_dot_product_attention(q, k, v, mask=None)."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.student import Ref
-from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
-                              gate)
+from autograder.suite import (assert_close, assert_tensor, attention, expect, expect_attention,
+                              expect_defined, expect_function, expect_pair, gate)
 
 pytestmark = pytest.mark.component("test-sdpa")
 
@@ -20,17 +17,6 @@ def builtin(q, k, v, mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def formula(q, k, v, mask=None):
-    """The specification, written out: fully masked rows give zero weights."""
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1)
-    if mask is not None:
-        weights = weights * mask
-    return weights @ v, weights
-
-
 def call(student, q, k, v, mask=None):
     """The student's (output, weights), checked to be a pair of tensors."""
     result = student.scaled_dot_product_attention(q, k, v, mask)
@@ -39,8 +25,6 @@ def call(student, q, k, v, mask=None):
 
 def pair(result):
     return expect_pair(result, NAME)
-
-
 
 
 def shapes(*tensors):
@@ -60,7 +44,7 @@ def check_pair(student, q, k, v, mask=None, atol=1e-5, where=""):
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     assert_tensor(out, f"the output{where}", shape=(*batch, lq, d_v))
     assert_tensor(w, f"the weights{where}", shape=(*batch, lq, k.size(-2)))
-    expected_out, expected_w = formula(q, k, v, mask)
+    expected_out, expected_w = attention(q, k, v, mask)
     assert_close(w, expected_w, f"the weights tensor{where}", atol=atol)
     rows = mask.any(-1) if mask is not None else None
     if rows is None or rows.all():  # PyTorch's own gives NaN on fully masked rows
@@ -78,8 +62,7 @@ BATCHES = [pytest.param((), id="no-batch-dim"), pytest.param((3,), id="1-batch-d
 @gate("test-sdpa")
 def computes_attention(student):
     """On one small input: weights that form a distribution depending on q, and the output they mix from v."""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
+    expect_defined(student, NAME)
     gen = torch.Generator().manual_seed(0)
     q, k, v, q2 = (torch.randn(2, n, d, generator=gen) for n, d in [(4, 8), (5, 8), (5, 3), (4, 8)])
     out, w = call(student, q, k, v)
@@ -93,11 +76,7 @@ def computes_attention(student):
 @pytest.mark.weight(0.5)
 def test_is_a_function(student):
     """scaled_dot_product_attention is a top-level function that returns (output, weights)"""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
-    obj = student.scaled_dot_product_attention.get()
-    expect(isinstance(obj, Ref) and obj.type_name == "function",
-           f"{NAME} should be a function (def {NAME}(q, k, v, mask=None)), got {describe(obj)}")
+    expect_function(student, NAME, "(q, k, v, mask=None)")
     pair(student.scaled_dot_product_attention(torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 2)))
 
 
@@ -184,7 +163,7 @@ def test_fully_masked_rows_give_zeros(student):
     dead = ~mask.any(-1)
     expect(torch.all(w[dead] == 0), "a query whose mask row is all False must get all-zero weights")
     expect(torch.all(out[dead] == 0), "a query whose mask row is all False must get an all-zero output")
-    expected_out, expected_w = formula(q, k, v, mask)
+    expected_out, expected_w = attention(q, k, v, mask)
     assert_close(w[~dead], expected_w[~dead], "the weights tensor of the other queries")
     assert_close(out[~dead], expected_out[~dead], "the output of the other queries")
 
@@ -205,7 +184,7 @@ def check_grads(result, expected, names, atol=1e-8):
 
 def reference_grads(q, k, v, mask, g_out, g_w):
     q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
-    out, w = formula(q, k, v, mask)
+    out, w = attention(q, k, v, mask)
     return torch.autograd.grad([out, w], [q, k, v], [g_out, g_w])
 
 
@@ -268,7 +247,7 @@ def test_extreme_logits(student, kind):
     out, w = call(student, q, k, v, mask)
     expect(torch.isfinite(out).all() and torch.isfinite(w).all(),
            "logits of size 1e4 gave inf or NaN in float64: use a numerically stable softmax")
-    expected_out, expected_w = formula(q, k, v, mask)
+    expected_out, expected_w = attention(q, k, v, mask)
     assert_close(w, expected_w, "the weights tensor (float64)", atol=1e-6)
     assert_close(out, expected_out, "the output (float64)", atol=1e-6)
     assert_close(out, builtin(q, k, v, mask), "the output (float64)", atol=1e-6)
@@ -286,7 +265,7 @@ def test_keeps_dtype_and_device(student, dtype, atol, device):
     assert_tensor(out, "the output", shape=(2, 4, 3), dtype=dtype, device=device)
     assert_tensor(w, "the weights", shape=(2, 4, 5), device=device)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    expected_out, expected_w = formula(q.to(work), k.to(work), v.to(work))
+    expected_out, expected_w = attention(q.to(work), k.to(work), v.to(work))
     assert_close(out.to(work), expected_out.cpu(), f"the output in {dtype}", atol=atol, rtol=atol)
     assert_close(w.to(work), expected_w.cpu(), f"the weights tensor in {dtype}", atol=atol, rtol=atol)
 

@@ -1,13 +1,11 @@
 """Hidden tests for SelfAttention(d_model, d_k, d_v=None, causal=False)."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from autograder.student import Ref
-from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention, expect_pair,
-                              gate, twin_modules)
+from autograder.suite import (assert_close, assert_tensor, attention, describe, expect, expect_attention,
+                              expect_defined, expect_module_class, expect_pair, gate, twin_modules)
 
 pytestmark = pytest.mark.component("test-self")
 
@@ -35,13 +33,7 @@ def expected(w, x, mask=None, causal=False):
     """PyTorch's attention on the layer's projections; weights from the formula (zero rows when all masked)."""
     q, k, v = x @ w["W_q.weight"].T, x @ w["W_k.weight"].T, x @ w["W_v.weight"].T
     mask = combined(mask, x.size(-2), causal, x.device)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1)
-    if mask is not None:
-        weights = weights * mask
-    out = weights @ v
+    out, weights = attention(q, k, v, mask)
     if mask is None or mask.any(-1).all():
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out, weights
@@ -60,8 +52,6 @@ def run(layer, x, mask=None, d_v=None):
     return out, w
 
 
-
-
 def key_padding(lengths, L):
     return (torch.arange(L)[None, :] < torch.as_tensor(lengths)[:, None])[:, None, :]  # (B, 1, L)
 
@@ -72,8 +62,7 @@ def key_padding(lengths, L):
 def computes_attention(student):
     """A layer of the student's own: weights that form a distribution depending on x, and the
     output they mix from x's values (x W_vᵀ)."""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
+    expect_defined(student, NAME)
     layer = student.SelfAttention(8, 4).requires_grad_(False)
     gen = torch.Generator().manual_seed(0)
     x, x2 = torch.randn(2, 5, 8, generator=gen), torch.randn(2, 5, 8, generator=gen)
@@ -88,13 +77,7 @@ def computes_attention(student):
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):
     """SelfAttention is a top-level nn.Module class"""
-    expect(student.has(NAME), f"{NAME} is not defined: define it at the top level of its answer cell, "
-                              "with exactly this name")
-    cls = student.SelfAttention.get()
-    expect(isinstance(cls, Ref) and cls.type_name != "function",
-           f"{NAME} should be a class (class {NAME}(nn.Module)), got {describe(cls)}")
-    layer = student.SelfAttention(8, 4)
-    student.torch.nn.ModuleList([layer])  # raises "... is not a Module subclass" otherwise
+    expect_module_class(student, NAME, 8, 4)
 
 
 @pytest.mark.parametrize("d_v", [6, None], ids=["d_v-6", "d_v-default"])
