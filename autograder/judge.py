@@ -2,7 +2,6 @@
 code in a sandboxed worker, results as the JSON report of `course grade`."""
 import contextlib
 import io
-import types
 import zlib
 from dataclasses import replace
 from functools import lru_cache
@@ -17,7 +16,7 @@ from .paths import CourseError, course_root
 from .sandbox import worker_factory
 from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
                       StudentError, StudentTimeout)
-from .suite import Feedback
+from .suite import Feedback, gates_in
 
 GPU_REASON = "needs a GPU: not graded on this machine"
 MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
@@ -80,9 +79,7 @@ class GradingPlugin:
     # hooks -----------------------------------------------------------------
     def pytest_collection_modifyitems(self, items):
         for module in {item.module for item in items if getattr(item, "module", None)}:
-            for check in vars(module).values():
-                if isinstance(check, types.FunctionType) and "gate_for" in vars(check):
-                    self.gates[check.gate_for] = check
+            self.gates.update(gates_in(module))
 
     def pytest_runtest_setup(self, item):
         seed = zlib.crc32(item.nodeid.encode())

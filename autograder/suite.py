@@ -6,6 +6,7 @@ reference values. Raise ``Feedback`` (or use the checks below) to show a message
 write it for the student, without reference values.
 """
 import math
+import types
 
 import pytest
 import torch
@@ -39,6 +40,12 @@ def gate(grade_id: str):
         check.gate_for = grade_id
         return check
     return mark
+
+
+def gates_in(module) -> dict:
+    """A suite module's gates, by the component they guard."""
+    return {check.gate_for: check for check in vars(module).values()
+            if isinstance(check, types.FunctionType) and "gate_for" in vars(check)}
 
 
 def assert_tensor(actual, what: str, shape=None, dtype=None, device=None) -> None:

@@ -16,6 +16,7 @@ import pytest
 from autograder import extract
 from autograder.config import suite_dir
 from autograder.judge import grade
+from autograder.suite import gates_in
 from autograder.paths import known_assignments
 from conftest import ROOT
 from submissions import answer_source, submission
@@ -435,5 +436,5 @@ def test_every_component_has_a_gate(assignment):
         spec = importlib.util.spec_from_file_location(f"suite_{assignment}_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        gated |= {f.gate_for for f in vars(module).values() if callable(f) and "gate_for" in vars(f)}
+        gated |= set(gates_in(module))
     assert components and gated == components, f"components without a gate: {sorted(components - gated)}"
