@@ -73,16 +73,20 @@ def _grade_one(task):
     return student, {"report": report, "notebook": nb}
 
 
+_POOL_ZYGOTES = []  # set before forking judge processes: zygote i is for the i-th of them
+
+
 def _start_judge(device: str, claimed) -> None:
-    """Pool initializer: one torch thread, and the next zygote this process's
-    parent started, if any."""
+    """Pool initializer: one torch thread, and the zygote handed over for this
+    process, if it was forked."""
     from .judge import use_one_thread
     from .sandbox import worker_factory
     use_one_thread()  # the command did already; grade_class may also be called from Python
     with claimed.get_lock():
         index, claimed.value = claimed.value, claimed.value + 1
     factory = worker_factory(device)
-    factory.keep_only(index)
+    if forks_judges(device):
+        factory.adopt(_POOL_ZYGOTES[index] if index < len(_POOL_ZYGOTES) else None)
     # Pool processes skip atexit: close what this one used (or started) on the way out.
     multiprocessing.util.Finalize(factory, factory.close, exitpriority=10)
 
@@ -92,26 +96,39 @@ def grade_class(assignment: str, items: list[tuple[str, Path | None]], root: Pat
     from .judge import resolve_device
     device = resolve_device(device)
     tasks = [(student, nb, assignment, device, root, limits) for student, nb in items]
-    results = {}
-    bar = tqdm(total=len(tasks), desc=f"grading {assignment}", unit="notebook", file=sys.stderr,
-               disable=not progress)
+    return dict(judge_in_pool(_grade_one, tasks, assignment, device, jobs,
+                              desc=f"grading {assignment}", unit="notebook", progress=progress))
+
+
+def judge_in_pool(fn, tasks: list, assignment: str, device: str, jobs: int = 1, desc: str = "",
+                  unit: str = "notebook", progress: bool = True):
+    """fn(task) for every task, in this process or in `jobs` judge processes (each
+    with a zygote of its own), with a progress bar; results in the order of tasks.
+    `fn` must be a module-level function (spawned processes import it by name)."""
+    bar = tqdm(total=len(tasks), desc=desc, unit=unit, file=sys.stderr, disable=not progress)
+    results = []
     if jobs <= 1:
         for task in tasks:
-            student, result = _grade_one(task)
-            results[student] = result
+            results.append(fn(task))
             bar.update()
     else:
+        global _POOL_ZYGOTES
         if forks_judges(device):  # each pool process takes one of the zygotes started here
             from .config import SuiteConfig
             from .sandbox import worker_factory
-            worker_factory(device).prestart(SuiteConfig.load(assignment).limits, jobs)
+            _POOL_ZYGOTES = worker_factory(device).hand_over(SuiteConfig.load(assignment).limits, jobs)
         context = multiprocessing.get_context("fork" if forks_judges(device) else "spawn")
         claimed = context.Value("i", 0)
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_judge,
-                                 initargs=(device, claimed)) as pool:
-            for student, result in pool.map(_grade_one, tasks):
-                results[student] = result
-                bar.update()
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_judge,
+                                     initargs=(device, claimed)) as pool:
+                for result in pool.map(fn, tasks):
+                    results.append(result)
+                    bar.update()
+        finally:
+            for zygote in _POOL_ZYGOTES:
+                zygote.close()
+            _POOL_ZYGOTES = []
     bar.close()
     return results
 

@@ -6,6 +6,7 @@
   course merge RESULTS ...            load shard results into the gradebook
   course feedback aNN [--student ID]  HTML feedback per student
   course export [--to grades.csv]     the gradebook as CSV
+  course audit [aNN ...] [--json]     is each hidden suite sound? (mistakes, alternatives, hollow answers)
 """
 import argparse
 import json
@@ -149,14 +150,11 @@ def cmd_merge(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from . import gradebook
+    from . import feedback, gradebook
     root = course_root()
     check_assignment_name(args.assignment)
-    extra = [f"--student={args.student}"] if args.student else []
-    gradebook.run_nbgrader(["generate_feedback", args.assignment, "--force", *extra], root,
-                           gradebook.db_url(root, args.db))
-    made = sorted((root / "feedback").glob(f"*/{args.assignment}/*.html"))
-    print(f"feedback for {len(made)} students in {root / 'feedback'}")
+    pages = feedback.generate(args.assignment, root, gradebook.db_url(root, args.db), args.student)
+    print(f"feedback for {len(pages)} students in {root / 'feedback'}")
     return 0
 
 
@@ -167,6 +165,30 @@ def cmd_export(args) -> int:
     gradebook.run_nbgrader(["export", f"--to={target}"], root, gradebook.db_url(root, args.db))
     print(f"grades written to {target}")
     return 0
+
+
+def cmd_audit(args) -> int:
+    from . import audit
+    names = args.assignments or known_assignments()
+    for name in names:
+        check_assignment_name(name)
+    if args.jobs < 1:
+        raise CourseError(f"--jobs takes a number of processes, 1 or more; got {args.jobs}")
+    start_zygotes(names[0], args.device, args.jobs) if names else None
+    from .judge import use_one_thread
+    from .sandbox import isolation_warning
+    use_one_thread()
+    if isolation_warning():
+        print(isolation_warning(), file=sys.stderr)
+    results = []
+    for name in names:
+        result = audit.run(name, jobs=args.jobs, device=args.device, progress=not args.quiet and not args.json)
+        results.append(result)
+        if not args.json:
+            print(audit.table(result) + "\n")
+    if args.json:
+        print(audit.as_json(results))
+    return 1 if any(r.failures for r in results) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", default=None)
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("audit", help="check hidden suites against their banks of mistakes and alternatives")
+    p.add_argument("assignments", nargs="*", help="aNN names (default: all)")
+    p.add_argument("--json", action="store_true", help="print the audit as JSON")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("export", help="export the gradebook as CSV")
     p.add_argument("--to", default="grades.csv")

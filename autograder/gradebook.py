@@ -107,12 +107,18 @@ def autograded_notebook(submitted: Path | None, report: dict, assignment: str, r
     except Exception:  # noqa: BLE001 - any unreadable notebook
         nb = nbformat.read(release_notebook(assignment, root), as_version=4)
     by_grade_id = {c["grade_id"]: c for c in report["components"]}
+    release = {_meta(c).get("grade_id"): c.source.strip()
+               for c in nbformat.read(release_notebook(assignment, root), as_version=4).cells}
     for cell in nb.cells:
+        meta = _meta(cell)
         if cell.cell_type == "code":
             cell.outputs = []
-            comp = by_grade_id.get(_meta(cell).get("grade_id"))
+            comp = by_grade_id.get(meta.get("grade_id"))
             if comp is not None:
                 cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=report_text(comp))]
+                cell.metadata["course"] = {"component": comp["name"]}
+        if meta.get("solution") and cell.source.strip() == release.get(meta.get("grade_id")):
+            cell.metadata["course"] = {"unanswered": True}  # the feedback page says so
     if report.get("errors"):
         note = "**Grader notes**\n\n" + "\n".join(f"- {e}" for e in report["errors"])
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))

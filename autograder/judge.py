@@ -54,6 +54,7 @@ class GradingPlugin:
         self.results = {}  # nodeid -> dict
         self.gates, self.gate_errors = {}, {}  # component -> check, and what it raised (None: passed)
         self.timeouts = {}  # component -> count: a hanging component stops being called
+        self.blocked_by_gate = set()  # nodeids of tests failed because their gate failed
 
     # fixtures --------------------------------------------------------------
     @pytest.fixture
@@ -68,6 +69,7 @@ class GradingPlugin:
         config.addinivalue_line("markers", "component(grade_id): the graded component a test belongs to")
         config.addinivalue_line("markers", "weight(w): relative weight of a test in its component")
         config.addinivalue_line("markers", "gpu: needs a CUDA device")
+        config.addinivalue_line("markers", "spec(*quotes): the sentences of the student's spec a test grades")
 
     def pytest_generate_tests(self, metafunc):
         if "device" in metafunc.fixturenames:
@@ -95,7 +97,11 @@ class GradingPlugin:
             raise ForbiddenAPI(comp.forbidden_used)
         if self.timeouts.get(_component_of(item), 0) >= MAX_TIMEOUTS:
             raise StudentTimeout(f"not run: this component's code already timed out {MAX_TIMEOUTS} times")
-        self._pass_gate(_component_of(item))
+        try:
+            self._pass_gate(_component_of(item))
+        except BaseException:
+            self.blocked_by_gate.add(item.nodeid)
+            raise
         self._seed(seed)  # the test's random inputs do not depend on whether its gate ran
 
     def _seed(self, seed):
@@ -129,6 +135,7 @@ class GradingPlugin:
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and not report.passed):
             result = self.results[item.nodeid] = _result(item, report, call)
+            result["gate"] = item.nodeid in self.blocked_by_gate
             if result["outcome"] == "timeout":
                 self.timeouts[result["component"]] = self.timeouts.get(result["component"], 0) + 1
 
@@ -149,7 +156,7 @@ def _describe(item) -> str:
 def _result(item, report, call) -> dict:
     name, description = item.name, _describe(item)
     weight = float(item.get_closest_marker("weight").args[0]) if item.get_closest_marker("weight") else 1.0
-    base = {"name": name, "component": _component_of(item), "weight": weight}
+    base = {"name": name, "test": item.originalname, "component": _component_of(item), "weight": weight}
     if report.skipped:
         return {**base, "outcome": "not_graded", "message": f"{description} ({GPU_REASON})"}
     if report.passed:
@@ -215,6 +222,14 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
           root: Path | None = None, limits: dict | None = None) -> dict:
     """The report for one notebook. Raises CourseError only if grading cannot run.
     `limits` overrides fields of the suite's limits (tests use short time limits)."""
+    return grade_detailed(notebook, assignment, device, in_process, root, limits)[0]
+
+
+def grade_detailed(notebook: Path, assignment: str, device: str = "auto", in_process: bool = False,
+                   root: Path | None = None, limits: dict | None = None) -> tuple[dict, list[dict]]:
+    """The report, and the raw result of every hidden test: for `course audit`, which
+    asks which test caught a mistake (`test`: the test function; `gate`: whether the
+    component's gate failed it)."""
     root = root or course_root()
     config = SuiteConfig.load(assignment)
     if limits:
@@ -224,7 +239,7 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
     errors = list(prepared.messages)
     if prepared.fatal:
         empty = score(prepared, {})
-        return {**empty, "errors": [prepared.fatal] + errors}
+        return {**empty, "errors": [prepared.fatal] + errors}, []
 
     if in_process:
         transport = LocalTransport(prepared.cells)
@@ -241,4 +256,4 @@ def grade(notebook: Path, assignment: str, device: str = "auto", in_process: boo
     not_graded = sum(r["outcome"] == "not_graded" for r in plugin.results.values())
     if not_graded:
         errors.append(f"{not_graded} tests need a GPU and were not graded here; they do not count in this score.")
-    return {**score(prepared, plugin.results), "errors": errors}
+    return {**score(prepared, plugin.results), "errors": errors}, list(plugin.results.values())

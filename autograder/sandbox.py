@@ -406,7 +406,7 @@ class WorkerFactory:
     folder before every fork: a worker never sees files of the one before it.
     Grading forks sequentially and needs one zygote; concurrent workers (tests
     that keep several students open) get a zygote each. A class graded by N
-    processes starts N zygotes first; each process then keeps one (`keep_only`).
+    forked processes hands N zygotes over to them, one each (`hand_over`, `adopt`).
     """
 
     def __init__(self, device: str = "cpu", use_zygote: bool = True):
@@ -419,10 +419,18 @@ class WorkerFactory:
         while self.use_zygote and len(self.zygotes) < count:
             self.zygotes.append(Zygote(limits, self.device))
 
-    def keep_only(self, index: int) -> None:
-        """In one of several processes forked after `prestart`: use zygote `index`
-        alone; the others belong to sibling processes and are left running."""
-        self.zygotes = self.zygotes[index:index + 1]
+    def hand_over(self, limits: Limits, count: int) -> list["Zygote"]:
+        """`count` zygotes no longer this factory's: for judge processes about to be
+        forked, one each. Zygotes started early (`prestart`) and never used go first;
+        one this process has forked workers from stays here (its state is this
+        process's). The caller closes them once those processes are done."""
+        fresh = [z for z in self.zygotes if not z.ready and not z.live][:count]
+        self.zygotes = [z for z in self.zygotes if z not in fresh]
+        return fresh + [Zygote(limits, self.device) for _ in range(count - len(fresh))] if self.use_zygote else []
+
+    def adopt(self, zygote: "Zygote | None") -> None:
+        """In a forked judge process: use this zygote, and none of the parent's."""
+        self.zygotes = [zygote] if zygote is not None else []
 
     def new(self, limits: Limits, forbidden: list[str] | None = None):
         if not self.use_zygote:

@@ -6,6 +6,7 @@ reference values. Raise ``Feedback`` (or use the checks below) to show a message
 write it for the student, without reference values.
 """
 import math
+import re
 import types
 
 import pytest
@@ -26,6 +27,19 @@ def expect(condition, message: str) -> None:
 def component(grade_id: str, weight: float = 1.0):
     """Mark a test (or a module, via `pytestmark`) as grading one component."""
     return pytest.mark.component(grade_id)
+
+
+def spec(*quotes: str):
+    """Mark a test with the sentences of the student's specification that state the
+    property it grades (each quote appears in the notebook's Markdown before the
+    component's test cell; `*`, backticks, `$` and backslashes are ignored). A test
+    checks every suite test has one: nothing is graded that the spec does not say."""
+    return pytest.mark.spec(*quotes)
+
+
+def normal_text(text: str) -> str:
+    """Text as `spec` quotes are compared: lower case, no Markdown or TeX marks, single spaces."""
+    return " ".join(re.sub(r"[*`$\\]", "", text).lower().split())
 
 
 def gate(grade_id: str):

@@ -4,12 +4,13 @@ import torch
 
 from autograder.student import Ref
 from autograder.suite import (assert_close, assert_tensor, describe, expect, expect_attention,
-                              expect_defined, expect_module_class, expect_pair, gate, twin_modules)
+                              expect_defined, expect_module_class, expect_pair, gate, spec,
+                              twin_modules)
 
 pytestmark = pytest.mark.component("test-additive")
 
 NAME = "AdditiveAttention"
-PARAMS = ("W_q.weight", "W_k.weight", "v.weight")
+PARAMS = ("W_q.weight", "W_k.weight", "w.weight")
 
 
 # --- helpers (trusted side) -----------------------------------------------------------
@@ -22,7 +23,7 @@ def make(student, reference, qd, kd, hd, dtype=None, device=None, grad=False):
 def formula(w, query, keys, values, mask=None):
     """The specification, written out, with the weights w (a state dict)."""
     hidden = torch.tanh((query @ w["W_q.weight"].T)[:, None, :] + keys @ w["W_k.weight"].T)
-    scores = (hidden @ w["v.weight"].T).squeeze(-1)
+    scores = (hidden @ w["w.weight"].T).squeeze(-1)
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     alpha = torch.softmax(scores, dim=-1)
@@ -70,22 +71,25 @@ def computes_attention(student):
     expect_attention(NAME, w, context, (w.double()[:, :, None] * values.double()).sum(1), w2)
 
 
+@spec('Keep each function or class defined at the top level of its answer cell, with exactly the name and signature given',
+      'an `nn.Module` with exactly these submodules')
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):
     """AdditiveAttention is a top-level nn.Module class"""
     expect_module_class(student, NAME, 6, 4, 8)
 
 
+@spec('`self.W_q = nn.Linear(query_dim, hidden_dim, bias=False)`', '`self.w = nn.Linear(hidden_dim, 1, bias=False)`')
 @pytest.mark.parametrize("dims", [(6, 4, 8), (3, 5, 2)], ids=["6-4-8", "3-5-2"])
 def test_submodules(student, dims):
-    """Submodules W_q, W_k, v are nn.Linear with the specified shapes and no bias"""
+    """Submodules W_q, W_k, w are nn.Linear with the specified shapes and no bias"""
     qd, kd, hd = dims
     layer = student.AdditiveAttention(qd, kd, hd)
     state = layer.state_dict()
     expect(isinstance(state, dict) and set(state) == set(PARAMS),
            f"the parameters of {NAME} should be exactly {', '.join(PARAMS)} (three nn.Linear without bias), "
            f"got {', '.join(sorted(state)) if isinstance(state, dict) else describe(state)}")
-    for name, shape in [("W_q", (hd, qd)), ("W_k", (hd, kd)), ("v", (1, hd))]:
+    for name, shape in [("W_q", (hd, qd)), ("W_k", (hd, kd)), ("w", (1, hd))]:
         sub = getattr(layer, name).get()
         expect(isinstance(sub, Ref) and sub.type_name == "Linear",
                f"self.{name} should be an nn.Linear, got {describe(sub)}")
@@ -94,9 +98,10 @@ def test_submodules(student, dims):
         expect(getattr(layer, name).bias.get() is None, f"self.{name} must have bias=False")
 
 
+@spec('\\mathrm{score}(q, k_j) = \\tanh(q W_q + k_j W_k)\\, w')
 @pytest.mark.weight(2)
 def test_matches_formula_with_same_weights(student, reference):
-    """With given weights, context and weights are softmax(v tanh(W_q q + W_k k)) and its sum of values"""
+    """With given weights, context and weights are softmax(tanh(q W_q + k W_k) w) and its sum of values"""
     gen = torch.Generator().manual_seed(7)
     configs = [(2, 5, 6, 4, 8, 3), (1, 1, 2, 3, 4, 5)]
     for _ in range(4):
@@ -111,6 +116,7 @@ def test_matches_formula_with_same_weights(student, reference):
         assert_close(context, expected_context, "the context" + where)
 
 
+@spec('an optional bool `mask` `(B, L)` (`True` = may attend)')
 def test_matches_reference_with_mask(student, reference):
     """With the same weights and a mask, the results are right"""
     layer, ref, w = make(student, reference, 5, 7, 6)
@@ -123,6 +129,7 @@ def test_matches_reference_with_mask(student, reference):
     assert_close(context, formula(w, query, keys, values, mask)[0], "the context with a mask")
 
 
+@spec('the softmax runs over the `L` positions')
 def test_weights_are_a_distribution(student, reference):
     """The weights are non-negative and sum to 1 over the L positions"""
     layer, _, _ = make(student, reference, 4, 4, 6)
@@ -132,6 +139,7 @@ def test_weights_are_a_distribution(student, reference):
            "the weights of each batch item must sum to 1 over the L positions (softmax over the last dimension)")
 
 
+@spec('masked positions get exactly zero weight')
 def test_masking_equals_removing_keys(student, reference):
     """Masked positions get exactly zero weight, and masking them equals removing them"""
     layer, _, _ = make(student, reference, 5, 4, 6)
@@ -145,6 +153,7 @@ def test_masking_equals_removing_keys(student, reference):
     assert_close(context, short_context, "the context with positions masked out (compared with them removed)")
 
 
+@spec('a fully masked row gives zero weights and a zero context (no `NaN`)')
 @pytest.mark.weight(2)
 def test_fully_masked_row_gives_zeros(student, reference):
     """A fully masked batch item gets zero weights and a zero context, never NaN"""
@@ -204,6 +213,7 @@ def grads_case(student, reference, mask):
     check_grads(got, local_vjp(w, args, cot), ["query", "keys", "values"])
 
 
+@spec('Gradients flow to `query`, `keys`, `values` and the three weight matrices')
 @pytest.mark.weight(1.5)
 @pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "with-mask"])
 def test_float64_gradients(student, reference, masked):
@@ -211,6 +221,7 @@ def test_float64_gradients(student, reference, masked):
     grads_case(student, reference, random_mask(3, 6) if masked else None)
 
 
+@spec('and stay finite for a fully masked row')
 def test_fully_masked_row_has_finite_gradients(student, reference):
     """With a fully masked batch item, all gradients stay finite and right"""
     mask = random_mask(3, 6)
@@ -221,6 +232,7 @@ def test_fully_masked_row_has_finite_gradients(student, reference):
 DTYPES = [pytest.param(torch.float64, 1e-10, id="float64"), pytest.param(torch.bfloat16, 5e-2, id="bfloat16")]
 
 
+@spec('the outputs keep the dtype and device of the layer and its inputs (float32, float64, bfloat16)')
 @pytest.mark.parametrize("dtype, atol", DTYPES)
 def test_keeps_dtype_and_device(student, reference, dtype, atol, device):
     """A layer moved to a dtype and device gives results in that dtype, on that device"""
@@ -237,6 +249,7 @@ def test_keeps_dtype_and_device(student, reference, dtype, atol, device):
     assert_close(context.to(work), expected_context, f"the context in {dtype}", atol=atol, rtol=atol)
 
 
+@spec('the inputs are not modified')
 def test_inputs_left_unchanged(student, reference):
     """query, keys, values and mask are not modified in place"""
     layer, _, _ = make(student, reference, 5, 4, 6)
@@ -249,11 +262,12 @@ def test_inputs_left_unchanged(student, reference):
                f"forward changed its input {name} in place: work on new tensors (masked_fill, not masked_fill_)")
 
 
+@spec('scores of size $10^4$ must not overflow')
 def test_large_scores_are_stable(student, reference):
     """Scores of size 1e4 do not overflow the softmax"""
     layer, ref, w = make(student, reference, 5, 4, 6)
     big = {k: t.clone() for k, t in w.items()}
-    big["v.weight"] = big["v.weight"] * 1e4
+    big["w.weight"] = big["w.weight"] * 1e4
     layer.load_state_dict(big)
     query, keys, values = inputs(3, 6, 5, 4, 2)
     mask = random_mask(3, 6)
@@ -266,6 +280,7 @@ def test_large_scores_are_stable(student, reference):
     assert_close(context, expected_context.float(), "the context with large scores", atol=1e-4)
 
 
+@spec('Each batch item is attended on its own')
 def test_batch_items_are_independent(student, reference):
     """Each batch item is attended on its own (softmax over positions, not over the batch)"""
     layer, _, _ = make(student, reference, 5, 4, 6)
@@ -277,6 +292,7 @@ def test_batch_items_are_independent(student, reference):
         assert_close(c1[0], context[b], "the context of one batch item run alone (compared with it in a batch)")
 
 
+@spec('\\mathrm{context} = \\sum_j \\alpha_j \\, \\mathrm{value}_j')
 def test_single_position(student, reference):
     """With L = 1 the weight is 1 and the context is that position's value"""
     layer, _, _ = make(student, reference, 3, 3, 4)

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.suite import assert_close, assert_tensor, expect, expect_function, gate
+from autograder.student import StudentError
+from autograder.suite import Feedback, assert_close, assert_tensor, expect, expect_function, gate, spec
 
 causal = pytest.mark.component("test-causal-mask")
 padding = pytest.mark.component("test-padding-mask")
@@ -39,6 +40,7 @@ def causal_mask_is_a_causal_pattern(student):
     expect(m.tril(-1).any(), "causal_mask(5) lets no position attend to an earlier one")
 
 
+@spec('Keep each function or class defined at the top level of its answer cell, with exactly the name and signature given')
 @causal
 @pytest.mark.weight(0.5)
 def test_causal_mask_is_a_function(student):
@@ -47,6 +49,7 @@ def test_causal_mask_is_a_function(student):
     assert_tensor(student.causal_mask(3), "causal_mask(3)")
 
 
+@spec('that is `True` on and below the diagonal')
 @causal
 @pytest.mark.weight(3)
 def test_causal_mask_values_for_many_lengths(student):
@@ -57,6 +60,7 @@ def test_causal_mask_values_for_many_lengths(student):
                f"causal_mask({L}) should be True on and below the diagonal and False above it")
 
 
+@spec('that is `True` on and below the diagonal')
 @causal
 def test_causal_mask_single_position(student):
     """causal_mask(1) is a single True"""
@@ -64,6 +68,7 @@ def test_causal_mask_single_position(student):
     expect(bool(as_bool(m).all()), "causal_mask(1) should be [[True]]")
 
 
+@spec('`causal_mask(L, device=None)` returns a `torch.bool` tensor of shape `(L, L)`')
 @causal
 def test_causal_mask_dtype_is_bool(student):
     """causal_mask returns a torch.bool tensor"""
@@ -72,6 +77,7 @@ def test_causal_mask_dtype_is_bool(student):
     expect_bool(m, "causal_mask(6)")
 
 
+@spec('never to the future')
 @causal
 def test_causal_mask_no_future(student):
     """No position may attend to a later one"""
@@ -79,6 +85,7 @@ def test_causal_mask_no_future(student):
     expect(not m.triu(diagonal=1).any(), "causal_mask(L)[i, j] must be False for every j > i (the future)")
 
 
+@spec('position $i$ may attend to positions $j \\le i$')
 @causal
 def test_causal_mask_diagonal_and_past_allowed(student):
     """Every position may attend to itself and to every earlier one"""
@@ -88,6 +95,7 @@ def test_causal_mask_diagonal_and_past_allowed(student):
            "causal_mask(L)[i, j] must be True for every j < i (the past)")
 
 
+@spec('It is created on `device`')
 @causal
 def test_causal_mask_device(student, device):
     """causal_mask(L, device) creates the mask on that device"""
@@ -97,6 +105,7 @@ def test_causal_mask_device(student, device):
     expect(torch.equal(m.cpu(), tril(5)), "causal_mask(5, device) has wrong values")
 
 
+@spec('a string such as `"cuda"` or a `torch.device`; CPU when `None`')
 @causal
 def test_causal_mask_default_device_and_torch_device(student):
     """device=None gives a CPU mask, and a torch.device object works too"""
@@ -107,6 +116,7 @@ def test_causal_mask_default_device_and_torch_device(student):
     expect(torch.equal(m, tril(4)), "causal_mask(4, device=torch.device('cpu')) has wrong values")
 
 
+@spec('It is created on `device`')
 @causal
 def test_causal_mask_honours_another_device(student):
     """The device argument is used, not ignored (checked with PyTorch's 'meta' device)"""
@@ -118,6 +128,7 @@ def test_causal_mask_honours_another_device(student):
                                     f"but with device='meta' it is on {m.device.type}")
 
 
+@spec('position $i$ may attend to positions $j \\le i$, never to the future')
 @causal
 def test_causal_mask_matches_builtin_causal_attention(student):
     """As an attention mask, causal_mask(L) gives PyTorch's causal attention"""
@@ -153,6 +164,7 @@ def padding_of(student, lengths, max_len):
     return m
 
 
+@spec('Keep each function or class defined at the top level of its answer cell, with exactly the name and signature given')
 @padding
 @pytest.mark.weight(0.5)
 def test_padding_mask_is_a_function(student):
@@ -161,6 +173,7 @@ def test_padding_mask_is_a_function(student):
     assert_tensor(student.padding_mask(torch.tensor([1, 2]), 3), "padding_mask(lengths, 3)")
 
 
+@spec('`True` at real tokens (positions `< length`) and `False` at padding')
 @padding
 @pytest.mark.weight(3)
 def test_padding_mask_values(student):
@@ -175,6 +188,7 @@ def test_padding_mask_values(student):
                "at positions 0 .. lengths[b] - 1 and False after")
 
 
+@spec('or a list of ints')
 @padding
 def test_padding_mask_list_lengths(student):
     """A Python list of lengths works like a tensor"""
@@ -184,6 +198,7 @@ def test_padding_mask_list_lengths(student):
            "padding_mask([3, 1, 5, 2], 6) has wrong values")
 
 
+@spec('each length between 0 and `max_len`')
 @padding
 def test_padding_mask_empty_and_full_sequences(student):
     """Length 0 gives an all-False row, length == max_len an all-True row"""
@@ -192,6 +207,7 @@ def test_padding_mask_empty_and_full_sequences(student):
     expect(bool(m[1].all()), "a sequence of length max_len has no padding: its row must be all True")
 
 
+@spec('`True` at real tokens (positions `< length`) and `False` at padding')
 @padding
 def test_padding_mask_boundary(student):
     """Position length - 1 is a real token and position length is padding"""
@@ -202,6 +218,7 @@ def test_padding_mask_boundary(student):
         expect(not m[b, n], "the first padding position (position length) must be False: use <, not <=")
 
 
+@spec('returns a `torch.bool` tensor of shape `(B, max_len)`')
 @padding
 def test_padding_mask_dtype_and_shape(student):
     """padding_mask returns a torch.bool tensor of shape (B, max_len)"""
@@ -213,6 +230,7 @@ def test_padding_mask_dtype_and_shape(student):
     expect_bool(m1, "padding_mask(lengths of 1 sequence, 9)")
 
 
+@spec('A tensor `lengths` keeps its device')
 @padding
 def test_padding_mask_keeps_device(student, device):
     """A tensor of lengths keeps its device"""
@@ -223,6 +241,27 @@ def test_padding_mask_keeps_device(student, device):
     expect(torch.equal(m.cpu(), expected_padding(lengths.cpu(), 5)), "padding_mask(lengths, 5) has wrong values")
 
 
+@spec('A tensor `lengths` keeps its device: the mask is created on it')
+@padding
+def test_padding_mask_honours_the_device_of_lengths(student):
+    """The mask is created on the device of a tensor of lengths (checked with PyTorch's 'meta' device)"""
+    lengths = torch.tensor([1, 4, 2], device="meta")
+    try:
+        m = student.padding_mask(lengths, 5)
+    except StudentError as err:
+        # Reading the lengths' values (a loop over lengths.tolist()) is allowed: it works on
+        # every real device, and only the meta device, which holds no data, refuses it.
+        if err.info.get("type") == "NotImplementedError" and "meta tensor" in str(err.info.get("message")):
+            return
+        raise Feedback("padding_mask(lengths, max_len) must create the mask on the device of lengths "
+                       "(torch.arange(max_len, device=lengths.device)): with lengths on PyTorch's 'meta' "
+                       f"device it raised {err.info.get('type', 'an error')}") from None
+    assert_tensor(m, "padding_mask(lengths on 'meta', 5)", shape=(3, 5))
+    expect(m.device.type == "meta", "padding_mask(lengths, max_len) must create the mask on the device of "
+                                    f"lengths, but with lengths on 'meta' it is on {m.device.type}")
+
+
+@spec('a 1-D integer tensor of any integer dtype')
 @padding
 def test_padding_mask_integer_dtypes(student):
     """int32 and int64 tensors of lengths both work"""
@@ -233,6 +272,7 @@ def test_padding_mask_integer_dtypes(student):
                f"padding_mask with {dtype} lengths has wrong values")
 
 
+@spec('`lengths` is not modified')
 @padding
 def test_padding_mask_leaves_lengths_unchanged(student):
     """The lengths tensor is not modified in place"""
@@ -243,6 +283,7 @@ def test_padding_mask_leaves_lengths_unchanged(student):
            "padding_mask changed its lengths tensor in place")
 
 
+@spec('To use a padding mask on keys in attention, add a query dimension')
 @padding
 def test_padding_mask_as_key_mask(student):
     """Used as padding_mask(lengths, L)[:, None, :], padded keys are ignored by attention"""

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.suite import (assert_close, assert_tensor, attention, expect, expect_attention,
-                              expect_defined, expect_function, expect_pair, gate)
+                              expect_defined, expect_function, expect_pair, gate, spec)
 
 pytestmark = pytest.mark.component("test-sdpa")
 
@@ -73,6 +73,8 @@ def computes_attention(student):
     expect_attention(NAME, w, out, w.double() @ v.double(), w2)
 
 
+@spec('Keep each function or class defined at the top level of its answer cell, with exactly the name and signature given',
+      'Return `(output, weights)`')
 @pytest.mark.weight(0.5)
 def test_is_a_function(student):
     """scaled_dot_product_attention is a top-level function that returns (output, weights)"""
@@ -80,6 +82,7 @@ def test_is_a_function(student):
     pair(student.scaled_dot_product_attention(torch.randn(2, 3), torch.randn(4, 3), torch.randn(4, 2)))
 
 
+@spec('any number of batch dimensions (zero, one, or more)', 'the device of `q`')
 @pytest.mark.parametrize("batch", BATCHES)
 def test_matches_builtin_for_any_batch_dims(student, batch, device):
     """Output and weights match PyTorch for 0 to 3 batch dimensions"""
@@ -89,6 +92,7 @@ def test_matches_builtin_for_any_batch_dims(student, batch, device):
     assert_tensor(w, "the weights", device=device)
 
 
+@spec('Any sizes work, including a single query (`Lq = 1`) or a single key (`Lk = 1`)')
 @pytest.mark.weight(2)
 def test_random_shapes(student):
     """Output and weights are right for random shapes, including single queries and keys"""
@@ -104,6 +108,7 @@ def test_random_shapes(student):
         check_pair(student, q, k, v, where=f" for q, k, v of shapes {shapes(q, k, v)}")
 
 
+@spec('\\frac{q k^\\top}{\\sqrt{d_k}}', 'with the softmax taken over the last dimension (the keys)')
 def test_scaled_by_sqrt_d_k(student):
     """The logits are scaled by 1/sqrt(d_k), with d_k the size of the queries and keys"""
     q, k, v = qkv((2,), 4, 6, 64, 3)
@@ -124,6 +129,7 @@ MASK_SHAPES = [
 ]
 
 
+@spec('a `torch.bool` tensor broadcastable to `(..., Lq, Lk)`', 'Masked keys get exactly zero weight')
 @pytest.mark.parametrize("batch, mask_shape", MASK_SHAPES)
 def test_mask_broadcasts(student, batch, mask_shape):
     """A bool mask of any shape broadcastable to (..., Lq, Lk) is applied, True = may attend"""
@@ -136,6 +142,7 @@ def test_mask_broadcasts(student, batch, mask_shape):
            f"keys where the mask is False must get exactly zero weight{where}")
 
 
+@spec('the weights of each query still sum to 1 over the keys it may attend to')
 def test_masking_equals_removing_keys(student):
     """Masking keys out gives the same output as removing them"""
     q, k, v = qkv((2, 3), 4, 9, 8, 5)
@@ -147,6 +154,7 @@ def test_masking_equals_removing_keys(student):
     expect(torch.all(w[..., ~keep] == 0), "masked keys must get exactly zero weight")
 
 
+@spec('A query that may attend to **no** key at all gets all-zero weights and an all-zero output row, never `NaN`')
 @pytest.mark.weight(2)
 def test_fully_masked_rows_give_zeros(student):
     """A query that may attend to no key gets zero weights and a zero output, never NaN"""
@@ -191,6 +199,7 @@ def reference_grads(q, k, v, mask, g_out, g_w):
 GRAD_CASES = [pytest.param(False, id="no-mask"), pytest.param(True, id="with-mask")]
 
 
+@spec('gradients flow to `q`, `k` and `v` through both the output and the weights')
 @pytest.mark.parametrize("masked", GRAD_CASES)
 def test_float64_gradients(student, masked):
     """Gradients with respect to q, k and v are right (float64, through output and weights)"""
@@ -204,6 +213,7 @@ def test_float64_gradients(student, masked):
     check_grads(result, reference_grads(q, k, v, mask, g_out, g_w), ["q", "k", "v"])
 
 
+@spec('For a query that may attend to no key, the gradients stay finite')
 def test_fully_masked_rows_have_finite_gradients(student):
     """With a fully masked query, gradients stay finite and right for all the other queries"""
     q, k, v = qkv((2,), 4, 5, 6, 3, dtype=torch.float64)
@@ -221,6 +231,7 @@ EXTREMES = [pytest.param("large-positive", id="logits-1e4"),
             pytest.param("masked", id="logits-1e4-with-mask")]
 
 
+@spec('logits of size $10^4$ (positive or negative) must not overflow or underflow')
 @pytest.mark.parametrize("kind", EXTREMES)
 def test_extreme_logits(student, kind):
     """Logits of size 1e4 (positive or negative) neither overflow nor underflow"""
@@ -257,6 +268,7 @@ DTYPES = [pytest.param(torch.float64, 1e-10, id="float64"), pytest.param(torch.f
           pytest.param(torch.bfloat16, 5e-2, id="bfloat16")]
 
 
+@spec('keeps the dtype (float32, float64, float16 or bfloat16) and the device of `q`')
 @pytest.mark.parametrize("dtype, atol", DTYPES)
 def test_keeps_dtype_and_device(student, dtype, atol, device):
     """The output keeps the dtype and device of q (float64, float16, bfloat16)"""
@@ -270,6 +282,7 @@ def test_keeps_dtype_and_device(student, dtype, atol, device):
     assert_close(w.to(work), expected_w.cpu(), f"the weights tensor in {dtype}", atol=atol, rtol=atol)
 
 
+@spec('the inputs are left unchanged (no in-place operations on `q`, `k`, `v` or `mask`)')
 def test_inputs_left_unchanged(student):
     """q, k, v and mask are not modified in place"""
     q, k, v = qkv((2,), 4, 5, 8, 3)
@@ -284,6 +297,7 @@ def test_inputs_left_unchanged(student):
                "(masked_fill, not masked_fill_; q / x, not q /= x)")
 
 
+@spec('`True` means "this query may attend to this key"')
 def test_causal_mask_hides_the_future(student):
     """With a causal mask, changing later tokens never changes earlier outputs"""
     L = 7

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from autograder.student import Ref
 from autograder.suite import (assert_close, assert_tensor, attention, describe, expect, expect_attention,
-                              expect_defined, expect_module_class, expect_pair, gate, twin_modules)
+                              expect_defined, expect_module_class, expect_pair, gate, spec,
+                              twin_modules)
 
 pytestmark = pytest.mark.component("test-self")
 
@@ -74,12 +75,15 @@ def computes_attention(student):
     expect_attention(NAME, w, out, w.double() @ (x.double() @ W_v.double().T), w2)
 
 
+@spec('Keep each function or class defined at the top level of its answer cell, with exactly the name and signature given',
+      'an `nn.Module` with exactly these submodules')
 @pytest.mark.weight(0.5)
 def test_is_an_nn_module_class(student):
     """SelfAttention is a top-level nn.Module class"""
     expect_module_class(student, NAME, 8, 4)
 
 
+@spec('`self.W_v = nn.Linear(d_model, d_v, bias=False)`', '`d_v` defaults to `d_k`')
 @pytest.mark.parametrize("d_v", [6, None], ids=["d_v-6", "d_v-default"])
 def test_submodules(student, d_v):
     """Submodules W_q, W_k, W_v are nn.Linear with the specified shapes and no bias; d_v defaults to d_k"""
@@ -98,6 +102,7 @@ def test_submodules(student, d_v):
         expect(getattr(layer, name).bias.get() is None, f"self.{name} must have bias=False")
 
 
+@spec('returns `(out, weights)` with shapes `(B, L, d_v)` and `(B, L, L)`')
 def test_output_shapes(student):
     """Output and weights have shapes (B, L, d_v) and (B, L, L)"""
     for B, L, d_model, d_k, d_v, causal in [(2, 5, 8, 4, 6, False), (1, 1, 3, 2, 5, True), (3, 7, 4, 6, None, True)]:
@@ -125,6 +130,7 @@ def some_mask(shape_name, B, L):
     return mask
 
 
+@spec('attention over the queries `self.W_q(x)`, keys `self.W_k(x)` and values `self.W_v(x)`')
 @pytest.mark.parametrize("causal, mask_shape", BUILTIN_CASES)
 def test_matches_builtin_on_projections(student, reference, causal, mask_shape):
     """With given weights, the result is PyTorch's attention on W_q x, W_k x, W_v x"""
@@ -139,21 +145,24 @@ def test_matches_builtin_on_projections(student, reference, causal, mask_shape):
     assert_close(out, want_out, "the output" + where)
 
 
+@spec('attention over the queries `self.W_q(x)`, keys `self.W_k(x)` and values `self.W_v(x)`')
 def test_matches_reference_with_same_weights(student, reference):
     """With the same weights, results are right for random sizes, causal or not"""
     gen = torch.Generator().manual_seed(11)
     for i in range(6):
         B, L, d_model, d_k, d_v = (int(s) for s in torch.randint(1, 9, (5,), generator=gen))
         causal = bool(i % 2)
-        layer, ref, _ = make(student, reference, d_model, d_k, d_v, causal=causal)
+        layer, ref, w = make(student, reference, d_model, d_k, d_v, causal=causal)
         x = torch.randn(B, L, d_model)
         out, weights = run(layer, x, d_v=d_v)
-        want_out, want_w = ref(x)
         where = f" of SelfAttention({d_model}, {d_k}, d_v={d_v}, causal={causal}) for x of shape {(B, L, d_model)}"
-        assert_close(weights, want_w, "the weights tensor" + where)
-        assert_close(out, want_out, "the output" + where)
+        # The reference solution and, independently of it, PyTorch's attention on the projections.
+        for want_out, want_w in (ref(x), expected(w, x, causal=causal)):
+            assert_close(weights, want_w, "the weights tensor" + where)
+            assert_close(out, want_out, "the output" + where)
 
 
+@spec('the causal mask is combined with any mask given (a key is allowed only when both allow it)')
 @pytest.mark.weight(2)
 @pytest.mark.parametrize("mask_shape", ["(B,1,L)", "(B,L,L)"], ids=["padding-(B,1,L)", "mask-(B,L,L)"])
 def test_causal_combined_with_mask(student, reference, mask_shape):
@@ -190,17 +199,20 @@ def future_check(student, reference, mask):
                      f"with causal=True, the outputs before position {t} after changing the tokens from {t} on")
 
 
+@spec('so that no position ever sees a later one')
 @pytest.mark.weight(1.5)
 def test_causal_hides_the_future(student, reference):
     """With causal=True, changing later tokens never changes earlier outputs"""
     future_check(student, reference, None)
 
 
+@spec('combined with any mask given', 'so that no position ever sees a later one')
 def test_causal_hides_the_future_with_a_mask(student, reference):
     """With causal=True and a mask given, changing later tokens never changes earlier outputs"""
     future_check(student, reference, key_padding([7, 6], 7))
 
 
+@spec('attention over the queries `self.W_q(x)`, keys `self.W_k(x)` and values `self.W_v(x)`')
 def test_permutation_equivariance(student, reference):
     """Without a mask, permuting the tokens permutes outputs and weights the same way"""
     layer, _, _ = make(student, reference, 8, 4, 5)
@@ -222,6 +234,7 @@ def local_vjp(w, x, mask, causal, cotangents):
     return {"outputs": tuple(o.detach() for o in outputs), "grads": grads[:1], "param_grads": dict(zip(w, grads[1:]))}
 
 
+@spec('gradients flow to `x` and to the three weight matrices')
 @pytest.mark.weight(1.5)
 @pytest.mark.parametrize("causal, masked", [(False, False), (True, True)], ids=["no-mask", "causal-and-mask"])
 def test_float64_gradients(student, reference, causal, masked):
@@ -249,6 +262,7 @@ def test_float64_gradients(student, reference, causal, masked):
         assert_close(pg, want["param_grads"][name], f"the gradient of the parameter {name}", atol=1e-9, rtol=1e-7)
 
 
+@spec('the outputs keep the dtype and device of the layer and of `x`')
 @pytest.mark.parametrize("causal", [False, True], ids=["plain", "causal"])
 def test_keeps_dtype_and_device(student, reference, causal, device):
     """A layer moved to float64 and a device gives results in float64, on that device"""
@@ -263,6 +277,7 @@ def test_keeps_dtype_and_device(student, reference, causal, device):
     assert_close(out, want_out, "the output in float64", atol=1e-10)
 
 
+@spec('the inputs `x` and `mask` are not modified')
 def test_inputs_left_unchanged(student, reference):
     """x and mask are not modified in place"""
     layer, _, _ = make(student, reference, 8, 4, 3, causal=True)
@@ -276,6 +291,7 @@ def test_inputs_left_unchanged(student, reference):
                f"forward changed its input {name} in place: build a new mask (mask & causal, not mask &= causal)")
 
 
+@spec('a query that may attend to no key gets zero weights and a zero output')
 def test_fully_masked_rows_give_zeros(student, reference):
     """A query that may attend to no key gets zero weights and a zero output, never NaN"""
     B, L = 3, 5
