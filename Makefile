@@ -11,7 +11,12 @@ export PATH := $(BIN):$(PATH)
 # Book pages read the data files from ../shared/data unless told otherwise.
 export COURSE_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
-.PHONY: book release test test-fast venv clean
+# Test processes: 2 took the suite from 234 s to 166 s on a 2-core machine. Tests
+# are shared out one by one, except those of a module with costly fixtures (a class
+# to grade, the built book), which stay in one process (pytest.mark.xdist_group).
+JOBS ?= 2
+
+.PHONY: book release test test-fast audit venv clean
 
 book: venv release
 	COURSE_BOOK_BUILD=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
@@ -22,10 +27,13 @@ release: venv
 	$(BIN)/course release
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
+
+audit: venv
+	$(BIN)/course audit --jobs 2
 
 venv: $(VENV)/.installed
 

@@ -102,6 +102,30 @@ def _python() -> str:
     return os.path.normpath(os.path.abspath(sys.executable))
 
 
+# Paths the sandbox lays its own folders over: a Python installation or virtualenv
+# under one of them (a checkout in /tmp, say) is mounted elsewhere instead.
+COVERED = ("/tmp", "/dev", "/proc", "/sandbox", "/python")
+
+
+def _python_mounts() -> list[tuple[str, str]]:
+    """(host folder, folder inside the sandbox) for each Python root. A root under a
+    covered path moves to /python/N: a virtualenv finds itself from the interpreter's
+    path (pyvenv.cfg beside it), so it works from anywhere."""
+    mounts = []
+    for i, root in enumerate(_python_roots()):
+        covered = any(root == c or root.startswith(c + "/") for c in COVERED)
+        mounts.append((root, f"/python/{i}" if covered else root))
+    return mounts
+
+
+def _python_inside() -> str:
+    """The interpreter's path as the sandbox sees it."""
+    python = _python()
+    host, inside = max(((h, i) for h, i in _python_mounts() if python.startswith(h + "/")),
+                       key=lambda m: len(m[0]), default=("", ""))
+    return inside + python[len(host):] if host else python
+
+
 def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[str]:
     cmd = [exe, "--unshare-all", "--die-with-parent", "--new-session",
            "--hostname", "sandbox", "--cap-drop", "ALL"]
@@ -112,8 +136,8 @@ def _bwrap_command(exe: str, stage: Path, limits: Limits, device: str) -> list[s
             cmd += ["--ro-bind", path, path]
     for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives"):
         cmd += ["--ro-bind-try", path, path]
-    for root in _python_roots():
-        cmd += ["--ro-bind", root, root]
+    for root, inside in _python_mounts():
+        cmd += ["--ro-bind", root, inside]
     cmd += ["--ro-bind", str(stage), "/sandbox", "--proc", "/proc", "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp"]
     if device.startswith("cuda"):
@@ -161,9 +185,10 @@ def _launch(mode_args: list[str], pass_fds: list[int], limits: Limits, device: s
     exe = bubblewrap()
     if exe:
         cmd, worker_dir, cwd = _bwrap_command(exe, stage, limits, device) + list(bwrap_extra), "/sandbox", "/"
+        python = _python_inside()
     else:  # no private /tmp: workers get a scratch folder of their own instead
-        cmd, worker_dir, cwd = [], str(stage), str(stage / "scratch")
-    cmd += [_python(), "-I", f"{worker_dir}/worker.py", *mode_args]
+        cmd, worker_dir, cwd, python = [], str(stage), str(stage / "scratch"), _python()
+    cmd += [python, "-I", f"{worker_dir}/worker.py", *mode_args]
     debug = os.environ.get("COURSE_DEBUG_WORKER")
     return subprocess.Popen(cmd, pass_fds=pass_fds, env=_worker_env(limits, device), cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

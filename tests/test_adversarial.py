@@ -51,7 +51,7 @@ from conftest import ROOT, course, run
 from autograder.student import StudentError
 from submissions import answer_source, submission
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("adversarial")]
 
 ASSIGNMENT = "a03"
 HAS_BWRAP = bubblewrap() is not None
@@ -883,31 +883,51 @@ def test_judge_refuses_a_reply_of_a_million_empty_lists(tmp_path):
         "os._exit(0)")
     nb = submission(tmp_path, replace={"answer-padding-mask": flood}, name="flood.ipynb")
     report, _ = grade_nb(nb)
+    # The attack fired: the forged reply reached the judge, which refused it as unreadable
+    # (no other failure of an honest padding_mask gives this message).
+    padding = next(c for c in report["components"] if c["grade_id"] == "test-padding-mask")
+    refused = [t for t in padding["tests"] if "grader cannot read" in t["message"] and "over the 2 MiB limit"
+               in t["message"]]
+    assert refused, f"the forged reply never reached the judge:\n{summary(report)}"
     assert "got list" not in text(report), "the judge took in a reply of a million empty lists"
 
 
-@pytest.mark.parametrize("place", ["/work/main/stash.txt", "/stash/answer.txt", "/tmp/.stash/inner/answer.txt"])
+@needs_fs_isolation
+@pytest.mark.parametrize("place", [str(ROOT / "stash.txt"), "/stash/answer.txt", "/tmp/.stash/inner/answer.txt"],
+                         ids=["course-checkout", "sandbox-root", "sandbox-tmp-unreadable"])
 def test_nothing_survives_from_one_student_to_the_next(place, tmp_path):
-    stash = (f"import os\nos.makedirs(os.path.dirname({place!r}), exist_ok=True)\n"
-             f"open({place!r}, 'w').write('from the previous student')\n"
-             "if os.path.exists('/tmp/.stash'):\n"
-             "    os.chmod('/tmp/.stash/inner', 0)\n    os.chmod('/tmp/.stash', 0)\n")
+    """A student leaves a file for the next one (in a folder made unreadable, where it
+    can be written at all); the next student, in a fresh worker, finds nothing."""
+    plant = ("import os\ndef plant():\n    try:\n"
+             f"        os.makedirs(os.path.dirname({place!r}), exist_ok=True)\n"
+             f"        open({place!r}, 'w').write('from the previous student')\n"
+             f"        planted = open({place!r}).read()\n"
+             "        if os.path.exists('/tmp/.stash'):\n"
+             "            os.chmod('/tmp/.stash/inner', 0)\n            os.chmod('/tmp/.stash', 0)\n"
+             "        return 'planted: ' + planted\n"
+             "    except OSError as err:\n        return 'refused: ' + type(err).__name__\n")
     peek = ("import os\ndef peek():\n    try:\n        if os.path.exists('/tmp/.stash'):\n"
             "            os.chmod('/tmp/.stash', 0o700)\n            os.chmod('/tmp/.stash/inner', 0o700)\n"
             f"        return open({place!r}).read()\n"
             "    except OSError as err:\n        return type(err).__name__\n")
-    first = student_for(submission(tmp_path, replace={"answer-padding-mask": stash + PADDING}, name="a.ipynb"))
+    first = student_for(submission(tmp_path, replace={"answer-padding-mask": plant + PADDING}, name="a.ipynb"))
     try:
-        first.padding_mask([1], 2)
-    except StudentError:
-        pass  # the write itself was refused (read-only root): nothing to pass on
-    first.close()
+        planted = first.plant()
+    finally:
+        first.close()
+    # The attack happened, shown rather than assumed: the sandbox's /tmp is writable, so the
+    # file was planted there; everywhere else the write itself was refused (read-only root).
+    if place.startswith("/tmp/"):
+        assert planted == "planted: from the previous student", planted
+    else:
+        assert planted.startswith("refused: "), f"{place} was writable: {planted}"
     second = student_for(submission(tmp_path, replace={"answer-padding-mask": peek + PADDING}, name="b.ipynb"))
     try:
         seen = second.peek()
     finally:
         second.close()
     assert seen == "FileNotFoundError", f"the next student read: {seen!r}"
+    assert not Path(place).exists() or place.startswith("/tmp/"), f"{place} was written on this machine"
 
 
 def outer_sandbox(tmp_path, script: str, canary=True):

@@ -11,13 +11,10 @@ from urllib.parse import urldefrag, urljoin
 
 import pytest
 
-from conftest import ROOT, chromium_path
+from conftest import MATHJAX_DONE, ROOT, toc_files
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
-PAGES = ["book/intro.html"] + [f"book/ch03-attention/{p}.html" for p in
-                               ("index", "soft-lookup", "scaled-dot-product", "masks-and-self-attention", "summary")]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("book")]
+PAGES = [f"{page}.html" for page in toc_files()]
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +30,6 @@ def server(built_book):
     httpd.shutdown()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("no Chromium found (install Debian's `chromium`; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-MATHJAX_DONE = """async () => {
-  for (let i = 0; i < 100 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
-    await new Promise(r => setTimeout(r, 100));
-  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return {loaded: false};
-  await MathJax.startup.promise;
-  return {
-    loaded: true,
-    typeset: document.querySelectorAll('mjx-container').length,
-    errors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
-    raw: (document.body.innerText.match(/\\\\(frac|sqrt|mathrm)\\b/g) || []).length,
-  };
-}"""
-
 IMAGES = """() => Array.from(document.images).map(i => ({src: i.currentSrc, ok: i.complete && i.naturalWidth > 0}))"""
 
 
@@ -72,7 +44,7 @@ def test_page_renders(browser, server, page):
     assert math["loaded"], "MathJax did not load"
     assert math["errors"] == 0, f"{math['errors']} MathJax errors on {page}"
     assert math["raw"] == 0, f"untypeset TeX visible on {page}"
-    if "ch03-attention" in page and "summary" not in page:
+    if "/ch" in page and not page.endswith("summary.html"):
         assert math["typeset"] > 0, f"no typeset math on {page}"
     broken = [img["src"] for img in tab.evaluate(IMAGES) if not img["ok"]]
     assert broken == [], f"images that did not load on {page}: {broken}"

@@ -3,18 +3,23 @@ feedback and export, on a small class in a temporary course folder."""
 import csv
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bs4 import BeautifulSoup
 from nbgrader.api import Gradebook
 
-from conftest import ROOT, course
+from autograder.leaks import find_leaks, suite_lines
+from autograder.sandbox import bubblewrap
+from conftest import MATHJAX_DONE, ROOT, course, run
 from submissions import answer_source, submission, submitted_class
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli")]
 # Off by one: the last real token counts as padding.
 WRONG_MASK = answer_source("answer-padding-mask").replace("positions[None, :] < lengths[:, None]",
                                                           "positions[None, :] < lengths[:, None] - 1")
@@ -117,18 +122,79 @@ def test_sharded_autograde_merge_feedback_export(klass):
     assert proc.returncode == 0, proc.stderr
     html = (klass / "feedback" / "cy" / "a03" / "a03.html").read_text()
     assert "padding_mask: " in html and "[FAIL]" in html
-    suite_sources = [p.read_text() for p in (ROOT / "autograder" / "suites" / "a03").glob("test_*.py")]
-    for source in suite_sources:
-        for line in source.splitlines():
-            if len(line.strip()) > 40 and not line.strip().startswith(('"""', "#")):
-                assert line.strip() not in html, f"hidden test source in feedback: {line.strip()}"
-    assert "BEGIN SOLUTION" not in html and "BEGIN HIDDEN" not in html
+    text = BeautifulSoup(html, "html.parser").get_text("\n")
+    # The student's own answers are theirs to see; the hidden tests are not.
+    assert find_leaks([], text, suite_lines("a03", ROOT)) == []
+    # Offline: MathJax is in the page, nothing is loaded from the internet.
+    assert "window.MathJax" in html and "MathJax.Hub" not in html
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?:", html), "feedback loads from the internet"
+    assert "scaled_dot_product_attention</a>" in html, "the table of contents names the components"
 
     csv_path = klass / "grades.csv"
     proc = course("export", "--to", str(csv_path), env=env)
     assert proc.returncode == 0, proc.stderr
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(csv_path.open())}
     assert rows == scores
+
+
+@pytest.fixture(scope="module")
+def feedback_pages(klass):
+    """Feedback pages of the class (written by the test above, or here if it did not run)."""
+    if not (klass / "feedback" / "cy" / "a03" / "a03.html").exists():
+        env = {"COURSE_ROOT": str(klass)}
+        for args in (["autograde", "a03", "--quiet", "--device", "cpu"], ["feedback", "a03"]):
+            proc = course(*args, env=env)
+            assert proc.returncode == 0, proc.stderr
+    return {s: klass / "feedback" / s / "a03" / "a03.html" for s in ("cy", "ben")}
+
+
+@pytest.mark.browser
+def test_feedback_page_reads_well_offline_in_chromium(browser, feedback_pages):
+    """Opened straight from disk: math typeset by the page's own MathJax, no request
+    leaves the file, nothing wider than the window, unanswered cells labelled."""
+    tab = browser.new_page(viewport={"width": 1000, "height": 1400})
+    requests = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(feedback_pages["cy"].as_uri(), wait_until="load")
+    math = tab.evaluate(MATHJAX_DONE)
+    assert math["loaded"] and math["typeset"] > 5 and math["errors"] == 0 and math["raw"] == 0, math
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == [], requests
+    overflow = tab.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page is {overflow} px wider than the window: reports must wrap"
+    toc = tab.eval_on_selector_all("#toc a", "els => els.map(e => e.textContent)")
+    assert toc == ["scaled_dot_product_attention", "causal_mask", "padding_mask", "AdditiveAttention",
+                   "SelfAttention"], toc
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(shots / "feedback-cy.png"))
+    tab.goto(feedback_pages["ben"].as_uri(), wait_until="load")
+    labels = tab.eval_on_selector_all(".not-answered-label", "els => els.length")
+    assert labels == 5, f"the untouched release has 5 answer cells, {labels} labelled as not answered"
+    tab.close()
+
+
+def test_in_process_grading_matches_the_sandbox(klass):
+    """`course grade --in-process`, the README's way to debug a suite, grades as the sandbox does."""
+    nb = klass / "submitted" / "cy" / "a03" / "a03.ipynb"  # one mistake: tests pass and fail
+    proc = course("grade", str(nb), "--assignment", "a03", "--json", "--device", "cpu", "--in-process",
+                  env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 0, proc.stderr
+    in_process = json.loads(proc.stdout)
+    assert 0 < in_process["score"] < 10 and in_process == grade_json(nb, klass)
+
+
+@pytest.mark.skipif(bubblewrap() is None, reason="the fault needs bubblewrap's private /tmp")
+def test_grading_works_with_python_under_tmp(klass, tmp_path):
+    """A checkout (and so its .venv) under /tmp: the sandbox's own /tmp must not hide
+    the worker's Python (it once did, and no worker could start)."""
+    venv = tmp_path / ".venv"
+    if subprocess.run(["cp", "-al", sys.prefix, str(venv)], capture_output=True).returncode != 0:
+        pytest.skip(f"cannot hard-link {sys.prefix} into {tmp_path} (another filesystem)")
+    nb = klass / "submitted" / "ada" / "a03" / "a03.ipynb"
+    proc = run([str(venv / "bin" / "python"), "-m", "autograder.cli", "grade", str(nb), "--assignment", "a03",
+                "--json", "--device", "cpu"], env={"COURSE_ROOT": str(klass)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["score"] == 10.0
 
 
 def test_merge_refuses_overlapping_shards(klass):

@@ -1,4 +1,7 @@
-"""The solution passes its own public checks; the untouched release passes none."""
+"""The solution passes its own public checks; the untouched release passes none.
+
+Notebooks run with COURSE_QUICK=1 in their environment: experiment cells that
+train read it and shrink to seconds (README, "Budget for chapter authors")."""
 import nbclient
 import nbformat
 import pytest
@@ -7,6 +10,11 @@ from conftest import ROOT
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def quick_experiments(monkeypatch):
+    monkeypatch.setenv("COURSE_QUICK", "1")  # the kernel inherits it
 
 
 def execute(path):

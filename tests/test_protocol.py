@@ -50,7 +50,8 @@ def test_tensor_subclasses_arrive_as_plain_tensors():
     assert type(out) is torch.Tensor and not torch.equal(out, torch.ones(3))
 
 
-@pytest.mark.parametrize("value", [object(), {1: "int key"}, b"bytes", {"f": print}], ids=repr)
+@pytest.mark.parametrize("value", [object(), {1: "int key"}, b"bytes", {"f": print}],
+                         ids=["object", "int-key", "bytes", "function"])
 def test_unsupported_values_are_refused_when_sent(value):
     with pytest.raises((TypeError, ValueError)):
         dumps(value)

@@ -6,7 +6,7 @@ import shutil
 import nbformat
 import pytest
 
-from autograder.leaks import find_leaks, solution_blocks
+from autograder.leaks import find_leaks, instructor_blocks, solution_blocks, suite_lines
 from conftest import ROOT, course
 
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
@@ -30,8 +30,8 @@ def test_committed_release_equals_a_fresh_regeneration(name, tmp_path):
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_release_holds_no_solution_and_no_hidden_test(name):
-    blocks = [b for nb in (ROOT / "solutions" / name).glob("*.ipynb") for b in solution_blocks(nb)]
-    assert blocks, "the solution notebook should have solution blocks"
+    blocks, suite = instructor_blocks(name, ROOT), suite_lines(name, ROOT)
+    assert blocks and suite, "the solution notebook should have solution blocks, and the suite lines of its own"
     for path in (ROOT / "assignments" / name).rglob("*"):
         if path.suffix == ".ipynb":
             text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
@@ -39,7 +39,7 @@ def test_release_holds_no_solution_and_no_hidden_test(name):
             text = path.read_text(errors="replace")
         else:
             continue
-        assert find_leaks(blocks, text) == [], f"{path} leaks instructor material"
+        assert find_leaks(blocks, text, suite) == [], f"{path} leaks instructor material"
 
 
 def test_leak_finder_catches_a_leaked_block():
@@ -50,6 +50,11 @@ def test_leak_finder_catches_a_leaked_block():
     assert find_leaks(blocks, "x = 1\n### BEGIN SOLUTION\n") == ["BEGIN SOLUTION"]
     # One idiomatic line of a long block is teaching, not a leak.
     assert find_leaks(blocks, sdpa.lines[0]) == [] or len(sdpa.lines) <= 2
+    # A single line of a hidden test is a leak, and so is a correct alternative from the banks.
+    suite = suite_lines("a03", ROOT)
+    assert find_leaks(blocks, "prose\n    " + suite[len(suite) // 2] + "\nprose", suite), "a pasted test line"
+    alternative = next(b for b in instructor_blocks("a03", ROOT) if b.where.startswith("banks of a03"))
+    assert find_leaks(instructor_blocks("a03", ROOT), "\n".join(alternative.lines)), "a pasted alternative"
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)

@@ -24,7 +24,7 @@ from nbgrader.api import Gradebook
 from conftest import ROOT
 from submissions import answer_source, submission, submitted_class
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflows")]
 
 WORKFLOW = ROOT / ".github" / "workflows" / "autograde.yml"
 VENV = Path(sys.executable).parent.parent
