@@ -136,3 +136,22 @@ def test_audit_json_lists_rows_and_failures(monkeypatch, capsys):
     assert all(not r["problems"] for r in data[0]["rows"]), "the entries themselves behave"
     assert any("needs at least 3" in f for f in data[0]["failures"]), "a thin bank is reported"
     assert all(r["seconds"] >= 0 for r in data[0]["rows"])
+
+
+def test_static_checks_report_an_unstated_property_and_an_unswapped_role(monkeypatch):
+    """The two rules for suites, shown to bite: a test grading what the spec does not
+    say, and a declared pair of roles with no mistake that swaps them."""
+    name = ASSIGNMENTS[0]
+    banks = Banks.load(name)
+    tests = audit.suite_tests(audit.suite_modules(name))
+    graded = tests[0]
+    unstated = audit.SuiteTest("test_something_unstated", graded.component, ("gradients are scaled by seven",))
+    unquoted = audit.SuiteTest("test_without_a_quote", graded.component, ())
+    monkeypatch.setattr(audit, "suite_tests", lambda modules: [*tests, unstated, unquoted])
+    roles = {**banks.roles, graded.component: [("alpha", "omega")]}
+    problems = audit.static_checks(name, Banks(name, banks.mistakes, banks.alternatives, banks.hollow,
+                                               banks.depends, roles), ROOT)
+    assert problems == [
+        f"test_something_unstated ({graded.component}): the spec does not say 'gradients are scaled by seven'",
+        f"test_without_a_quote ({graded.component}): names no sentence of the spec it grades (@spec)",
+        f"banks: {graded.component} declares roles alpha and omega but no mistake swaps them"], problems

@@ -9,7 +9,7 @@ DEPENDS = {"test-self": ["test-sdpa", "test-causal-mask"]}
 # Arguments that can share a shape; each pair has a mistake that swaps them.
 ROLES = {
     "test-sdpa": [("q", "k"), ("k", "v")],
-    "test-additive": [("keys", "values")],
+    "test-additive": [("keys", "values"), ("W_q", "W_k")],
     "test-self": [("W_q", "W_k"), ("W_k", "W_v")],
 }
 
@@ -48,11 +48,14 @@ MISTAKES = [
             caught_by=["test_extreme_logits"]),
     Mistake(SDPA, "fully-masked-rows-not-zeroed", edits=[("weights = weights * mask", "pass")],
             caught_by=["test_fully_masked_rows_give_zeros"]),
-    Mistake(SDPA, "keys-used-as-values", edits=[("return weights @ v, weights", "return weights @ k, weights")],
-            caught_by=[GATE], swaps=("k", "v")),
-    Mistake(SDPA, "queries-and-keys-swapped", swaps=("q", "k"),
-            edits=[("scores = q @ k.transpose(-2, -1)", "scores = k @ q.transpose(-2, -1)")],
-            caught_by=[GATE]),
+    # Role confusions that only show when two arguments have the same shape: the suite
+    # must hold tests where they do, with different contents (README, "Distinct roles").
+    Mistake(SDPA, "keys-used-as-values-when-shapes-match", swaps=("k", "v"),
+            edits=[("    d_k = q.size(-1)", "    v = k if k.shape == v.shape else v\n    d_k = q.size(-1)")],
+            caught_by=["test_same_shapes_keep_their_roles"]),
+    Mistake(SDPA, "queries-used-as-keys-when-shapes-match", swaps=("q", "k"),
+            edits=[("    d_k = q.size(-1)", "    k = q if q.shape == k.shape else k\n    d_k = q.size(-1)")],
+            caught_by=["test_same_shapes_keep_their_roles"]),
     Mistake(SDPA, "weights-detached", edits=[("return weights @ v, weights", "return weights.detach() @ v, weights")],
             caught_by=["test_float64_gradients"]),
 
@@ -93,11 +96,15 @@ MISTAKES = [
     Mistake(ADDITIVE, "mask-ignored", edits=[("scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)",
                                               "pass")],
             caught_by=["test_masking_equals_removing_keys"]),
-    Mistake(ADDITIVE, "keys-used-as-values", swaps=("keys", "values"),
-            edits=[("context = (weights.unsqueeze(1) @ values)", "context = (weights.unsqueeze(1) @ keys)")],
-            caught_by=[GATE]),
-    Mistake(ADDITIVE, "query-projected-with-W_k", edits=[("self.W_q(query).unsqueeze(1)", "self.W_k(query).unsqueeze(1)")],
-            caught_by=[GATE]),
+    Mistake(ADDITIVE, "keys-used-as-values-when-shapes-match", swaps=("keys", "values"),
+            edits=[("        context = (weights.unsqueeze(1) @ values)",
+                    "        values = keys if keys.shape == values.shape else values\n"
+                    "        context = (weights.unsqueeze(1) @ values)")],
+            caught_by=["test_arguments_of_one_size_keep_their_roles"]),
+    Mistake(ADDITIVE, "query-projected-with-W_k-when-sizes-match", swaps=("W_q", "W_k"),
+            edits=[("self.W_q(query).unsqueeze(1)",
+                    "(self.W_k if self.W_k.in_features == self.W_q.in_features else self.W_q)(query).unsqueeze(1)")],
+            caught_by=["test_arguments_of_one_size_keep_their_roles"]),
 
     # SelfAttention
     Mistake(SELF, "mask-replaces-causal-mask", edits=[("mask & future", "mask")],
@@ -128,8 +135,10 @@ MISTAKES = [
             edits=[("scaled_dot_product_attention(self.W_q(x), self.W_k(x),",
                     "scaled_dot_product_attention(self.W_k(x), self.W_q(x),")],
             caught_by=["test_matches_builtin_on_projections"]),
-    Mistake(SELF, "values-projected-with-W_k", swaps=("W_k", "W_v"),
-            edits=[("self.W_k(x), self.W_v(x), mask)", "self.W_k(x), self.W_k(x), mask)")],
+    Mistake(SELF, "values-projected-with-W_k-when-d_v-is-d_k", swaps=("W_k", "W_v"),
+            edits=[("self.W_k(x), self.W_v(x), mask)",
+                    "self.W_k(x), (self.W_k if self.W_k.out_features == self.W_v.out_features "
+                    "else self.W_v)(x), mask)")],
             caught_by=[GATE]),
 ]
 

@@ -116,6 +116,19 @@ def test_matches_formula_with_same_weights(student, reference):
         assert_close(context, expected_context, "the context" + where)
 
 
+@spec(r"\mathrm{score}(q, k_j) = \tanh(q W_q + k_j W_k)\, w",
+      r"\mathrm{context} = \sum_j \alpha_j \, \mathrm{value}_j")
+def test_arguments_of_one_size_keep_their_roles(student, reference):
+    """With query, keys and values all of one size, each plays its own role (and W_q, W_k theirs)"""
+    layer, _, w = make(student, reference, 6, 6, 5)
+    query, keys, values = inputs(3, 4, 6, 6, 6)  # one size, different contents
+    context, alpha = run(layer, query, keys, values)
+    expected_context, expected_alpha = formula(w, query, keys, values)
+    where = " with query_dim = key_dim = d_v = 6"
+    assert_close(alpha, expected_alpha, "the weights tensor" + where)
+    assert_close(context, expected_context, "the context" + where)
+
+
 @spec('an optional bool `mask` `(B, L)` (`True` = may attend)')
 def test_matches_reference_with_mask(student, reference):
     """With the same weights and a mask, the results are right"""

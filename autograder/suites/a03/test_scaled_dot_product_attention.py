@@ -92,6 +92,14 @@ def test_matches_builtin_for_any_batch_dims(student, batch, device):
     assert_tensor(w, "the weights", device=device)
 
 
+@spec("`q` has shape `(..., Lq, d_k)`, `k` has shape `(..., Lk, d_k)` and `v` has shape")
+def test_same_shapes_keep_their_roles(student):
+    """q, k and v of one shape (as in self-attention) each play their own role"""
+    for batch in [(), (3,)]:
+        q, k, v = qkv(batch, 6, 6, 8, 8)  # one shape, three different contents
+        check_pair(student, q, k, v, where=f" for q, k, v all of shape {tuple(q.shape)}")
+
+
 @spec('Any sizes work, including a single query (`Lq = 1`) or a single key (`Lk = 1`)')
 @pytest.mark.weight(2)
 def test_random_shapes(student):
