@@ -933,7 +933,9 @@ def test_nothing_survives_from_one_student_to_the_next(place, tmp_path):
 def outer_sandbox(tmp_path, script: str, canary=True):
     """Run `script` (Python) with COURSE_NO_BWRAP=1 inside a bubblewrap that gives it a private /tmp,
     so that whatever the fallback mode does to /tmp cannot touch this machine's."""
-    cmd = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp", "--bind", str(tmp_path), "/tmp/work",
+    # The private /tmp hides a checkout (and its .venv) that lives under /tmp: bring them back.
+    keep = [arg for path in {str(ROOT), sys.prefix} if path.startswith("/tmp/") for arg in ("--bind", path, path)]
+    cmd = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp", *keep, "--bind", str(tmp_path), "/tmp/work",
            "--setenv", "COURSE_NO_BWRAP", "1", "--die-with-parent", "/bin/sh", "-c",
            f"touch /tmp/canary && cd {ROOT} && {sys.executable} -c \"$0\"; echo \"exit=$?\"; "
            "test -e /tmp/canary && echo canary-alive", script]
