@@ -1,6 +1,7 @@
 """Grade a whole class: find submissions, grade them in parallel, store results."""
 import multiprocessing
 import multiprocessing.util
+import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -9,7 +10,7 @@ from tqdm import tqdm
 
 from .extract import release_notebook
 from .sandbox import forks_judges
-from .paths import CourseError
+from .paths import CourseError, GraderError
 
 
 def find_submissions(assignment: str, root: Path, student: str | None = None) -> list[tuple[str, Path | None]]:
@@ -32,6 +33,32 @@ def find_submissions(assignment: str, root: Path, student: str | None = None) ->
     return found
 
 
+def misplaced(assignment: str, root: Path) -> list[tuple[Path, Path]]:
+    """Notebooks for `assignment` that find_submissions cannot see, each with the
+    path it should have: submitted/<student>/<assignment>/<notebook>.ipynb."""
+    base, wanted = root / "submitted", release_notebook(assignment, root).name
+    if not base.is_dir():
+        return []
+    found = [(p, base / "<student>" / assignment / wanted) for p in sorted(base.glob("*.ipynb"))]
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        if not (folder / assignment).is_dir():
+            found += [(p, folder / assignment / wanted) for p in sorted(folder.glob("*.ipynb"))
+                      if assignment in p.stem]
+    return found
+
+
+def submission_time(root: Path, student: str, assignment: str):
+    """When the student submitted: nbgrader's submitted/<student>/<assignment>/timestamp.txt, if any."""
+    from nbgrader.utils import parse_utc
+    path = root / "submitted" / student / assignment / "timestamp.txt"
+    if not path.is_file():
+        return None
+    try:
+        return parse_utc(path.read_text().strip())
+    except (ValueError, OverflowError):
+        raise CourseError(f"{path} does not hold a time (expected e.g. 2026-12-01 23:59:00 UTC)") from None
+
+
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
     if not spec:
         return None
@@ -52,7 +79,9 @@ def take_shard(items: list, shard: tuple[int, int] | None) -> list:
 
 
 def _grade_one(task):
-    """Runs in a pool process: one student's report and autograded notebook."""
+    """Runs in a pool process: (student, result). A result is graded (a report and the
+    autograded notebook) or, when grading itself failed, an error with its reason:
+    never a grade of 0 for the grader's fault."""
     from .gradebook import autograded_notebook
     from .judge import empty_report, grade
     student, notebook, assignment, device, root, limits = task
@@ -61,16 +90,20 @@ def _grade_one(task):
     else:
         try:
             report = grade(notebook, assignment, device=device, root=root, limits=limits)
-        except CourseError as err:
-            report = empty_report(assignment, root, str(err))
-        except Exception as err:  # noqa: BLE001 - a grader fault must not stop the class
-            report = empty_report(assignment, root, f"internal grader error ({type(err).__name__}: {err}); "
-                                                    "ask your instructor to regrade")
+        except Exception as err:  # noqa: BLE001 - a grader fault must not stop the class, nor count as a grade
+            return student, {"status": "error", "reason": _reason(err)}
     try:
         nb = autograded_notebook(notebook, report, assignment, root)
     except Exception:  # noqa: BLE001 - a notebook too broken to annotate gets the release
         nb = autograded_notebook(None, report, assignment, root)
-    return student, {"report": report, "notebook": nb}
+    return student, {"status": "graded", "report": report, "notebook": nb}
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, (GraderError, CourseError)):
+        return text
+    return f"internal error ({type(err).__name__}: {text})"[:400]
 
 
 _POOL_ZYGOTES = []  # set before forking judge processes: zygote i is for the i-th of them
@@ -133,15 +166,50 @@ def judge_in_pool(fn, tasks: list, assignment: str, device: str, jobs: int = 1, 
     return results
 
 
-def summary_table(results: dict) -> str:
+def brief(message: str) -> str:
+    """A grader note in a few words, for the summary table."""
+    patterns = [(r"(\d+) tests need a GPU", r"\1 GPU tests not graded"),
+                (r"could not be read", "notebook unreadable"),
+                (r"is not assignment", "another assignment's notebook"),
+                (r"no notebook found", "no notebook"),
+                (r"Locked test cell '([^']+)' was (\w+)", r"test cell \1 \2"),
+                (r"Locked cell '([^']+)' was (\w+)", r"cell \1 \2"),
+                (r"Answer cell '([^']+)' is missing", r"\1 missing"),
+                (r"Answer cell '([^']+)' raised (\w+)", r"\1 raised \2")]
+    for pattern, short in patterns:
+        m = re.search(pattern, message)
+        if m:
+            return m.expand(short)
+    return message[:40]
+
+
+def summary_table(results: dict, missing: list[str] = (), kept: dict | None = None) -> str:
+    """One row per student: the score, or ERROR and why grading failed (the gradebook
+    keeps what it had, shown in `kept`); notes in a few words; students of the roster
+    with no submission; and what to do about errors."""
+    kept = kept or {}
     rows = [("student", "score", "max", "notes")]
+    errors = []
     for student, r in sorted(results.items()):
+        if r.get("status") == "error":
+            errors.append(student)
+            before = kept.get(student)
+            keep = f"gradebook keeps {before:g}" if before is not None else "no grade recorded"
+            rows.append((student, "ERROR", "", f"grader failed: {r['reason'][:90]} ({keep})"))
+            continue
         rep = r["report"]
-        rows.append((student, f"{rep['score']:g}", f"{rep['max_score']:g}", str(len(rep.get("errors", [])))))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    if len(results) > 0:
-        mean = sum(r["report"]["score"] for r in results.values()) / len(results)
-        lines.append(f"{len(results)} notebooks graded; mean score {mean:.2f}")
+        notes = "; ".join(dict.fromkeys(brief(e) for e in rep.get("errors", [])))
+        rows.append((student, f"{rep['score']:g}", f"{rep['max_score']:g}", notes))
+    rows += [(student, "-", "", "no submission") for student in missing]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  -----")
+    graded = [r["report"]["score"] for r in results.values() if r.get("status") != "error"]
+    if graded:
+        lines.append(f"{len(graded)} notebooks graded; mean score {sum(graded) / len(graded):.2f}")
+    if missing:
+        lines.append(f"{len(missing)} students of the gradebook have no submission")
+    if errors:
+        lines.append(f"{len(errors)} not graded because the grader failed (their gradebook rows are unchanged); "
+                     "fix the cause, then grade them again with --only-failed")
     return "\n".join(lines)

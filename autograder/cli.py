@@ -3,7 +3,9 @@
   course release [aNN ...]            regenerate assignments/ from solutions/
   course grade NOTEBOOK --assignment aNN [--json]
   course autograde aNN [--jobs N] [--shard K/N] [--student ID]
+  course autograde aNN --only-failed   grade again those whose grading failed
   course merge RESULTS ...            load shard results into the gradebook
+  course roster students.csv          import students (id, first_name, last_name, email)
   course feedback aNN [--student ID]  HTML feedback per student
   course export [--to grades.csv]     the gradebook as CSV
   course audit [aNN ...] [--json]     is each hidden suite sound? (mistakes, alternatives, hollow answers)
@@ -14,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import CourseError, check_assignment_name, course_root, known_assignments
+from .paths import CourseError, GraderError, check_assignment_name, course_root, known_assignments
 
 
 def cmd_release(args) -> int:
@@ -78,15 +80,23 @@ def cmd_autograde(args) -> int:
     check_assignment_name(args.assignment)
     if args.jobs < 1:
         raise CourseError(f"--jobs takes a number of processes, 1 or more; got {args.jobs}")
-    from . import classroom
+    from . import classroom, gradebook
     shard = classroom.parse_shard(args.shard)
-    items = classroom.take_shard(classroom.find_submissions(args.assignment, root, args.student), shard)
+    url = gradebook.db_url(root, args.db)
+    for path, expected in classroom.misplaced(args.assignment, root):
+        print(f"skipped {path.relative_to(root)}: a submission of {args.assignment} belongs at "
+              f"{expected.relative_to(root)}", file=sys.stderr)
+    items = classroom.find_submissions(args.assignment, root, args.student)
+    if args.only_failed:
+        failed = set(gradebook.failed_students(args.assignment, root))
+        items = [item for item in items if item[0] in failed]
+    items = classroom.take_shard(items, shard)
     if not items:
-        print(f"no submissions of {args.assignment} to grade" + (f" in shard {args.shard}" if shard else ""))
+        what = "whose grading failed" if args.only_failed else "to grade"
+        print(f"no submissions of {args.assignment} {what}" + (f" in shard {args.shard}" if shard else ""))
         return 0
     jobs = min(args.jobs, len(items))
     start_zygotes(args.assignment, args.device, jobs)
-    from . import gradebook
     from .judge import use_one_thread
     from .sandbox import isolation_warning
     use_one_thread()
@@ -98,35 +108,19 @@ def cmd_autograde(args) -> int:
         out = Path(args.results or f"results-{args.assignment}-{shard[0]}-of-{shard[1]}.json")
         gradebook.write_results(out, args.assignment, _portable(results))
         print(f"wrote {len(results)} results to {out}; load them with `course merge {out} ...`")
+        print(classroom.summary_table(results))
     else:
-        store(args.assignment, _portable(results), root, args.db)
-    print(classroom.summary_table(results))
-    return 0
+        kept = gradebook.store_results(args.assignment, _portable(results), root, url)
+        missing = [] if args.student or args.only_failed else gradebook.missing_students(
+            args.assignment, root, url, {s for s, _ in classroom.find_submissions(args.assignment, root)})
+        print(classroom.summary_table(results, missing, kept))
+    return 1 if any(r["status"] == "error" for r in results.values()) else 0
 
 
 def _portable(results: dict) -> dict:
-    return {s: {"report": r["report"], "notebook": dict(r["notebook"])} for s, r in results.items()}
-
-
-def store(assignment: str, results: dict, root: Path, db: str | None) -> None:
-    """Scores into the gradebook, reports into autograded/<student>/<assignment>/."""
-    import warnings
-
-    import nbformat
-    from sqlalchemy.exc import SAWarning
-
-    from . import gradebook
-    url = gradebook.db_url(root, db)
-    # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings on add_submission; harmless.
-    with warnings.catch_warnings(), gradebook.open_gradebook(url) as gb:
-        warnings.simplefilter("ignore", SAWarning)
-        nb_name = gradebook.ensure_assignment(gb, assignment, root)
-        for student, result in sorted(results.items()):
-            gradebook.record(gb, assignment, nb_name, student, result["report"])
-            folder = root / "autograded" / student / assignment
-            folder.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nbformat.from_dict(result["notebook"]), folder / f"{nb_name}.ipynb")
-            (folder / "report.json").write_text(json.dumps(result["report"], indent=1))
+    """Results as plain JSON data (a shard writes them to a file)."""
+    return {s: {**r, "notebook": dict(r["notebook"])} if r["status"] == "graded" else dict(r)
+            for s, r in results.items()}
 
 
 def cmd_merge(args) -> int:
@@ -144,8 +138,20 @@ def cmd_merge(args) -> int:
                               "were two shards given the same K/N?")
         merged.update(results)
     check_assignment_name(assignment)
-    store(assignment, merged, root, args.db)
-    print(classroom.summary_table(merged))
+    url = gradebook.db_url(root, args.db)
+    kept = gradebook.store_results(assignment, merged, root, url)
+    print(classroom.summary_table(merged, [], kept))
+    return 1 if any(r.get("status") == "error" for r in merged.values()) else 0
+
+
+def cmd_roster(args) -> int:
+    from . import gradebook
+    root = course_root()
+    path = Path(args.csv)
+    if not path.is_file():
+        raise CourseError(f"{args.csv}: no such file")
+    ids = gradebook.import_roster(path, gradebook.db_url(root, args.db))
+    print(f"{len(ids)} students in the gradebook from {path}")
     return 0
 
 
@@ -162,7 +168,8 @@ def cmd_export(args) -> int:
     from . import gradebook
     root = course_root()
     target = Path(args.to).resolve()
-    gradebook.run_nbgrader(["export", f"--to={target}"], root, gradebook.db_url(root, args.db))
+    gradebook.run_nbgrader(["export", f"--to={target}", "--ExportApp.plugin_class=autograder.late.CsvWithLateness"],
+                           root, gradebook.db_url(root, args.db))
     print(f"grades written to {target}")
     return 0
 
@@ -219,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: nbgrader_config.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--only-failed", action="store_true",
+                   help="grade only the students whose last grading failed (grader errors)")
     p.set_defaults(func=cmd_autograde)
 
     p = sub.add_parser("merge", help="load shard results files into the gradebook")
@@ -240,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("roster", help="import students (id, first_name, last_name, email) from a CSV file")
+    p.add_argument("csv")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_roster)
+
     p = sub.add_parser("export", help="export the gradebook as CSV")
     p.add_argument("--to", default="grades.csv")
     p.add_argument("--db", default=None)
@@ -258,6 +272,16 @@ def main(argv=None) -> int:
     except CourseError as err:
         print(f"course: error: {err}", file=sys.stderr)
         return 2
+    except GraderError as err:
+        print(f"course: grading failed: {err}", file=sys.stderr)
+        return 3
+    except Exception as err:  # noqa: BLE001 - one line, not a traceback, unless asked for
+        if os.environ.get("COURSE_DEBUG") == "1":
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"course: internal error: {type(err).__name__}: {first} (set COURSE_DEBUG=1 to see the traceback)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -52,12 +52,13 @@ def open_gradebook(url: str) -> Gradebook:
     return Gradebook(url)
 
 
-def ensure_assignment(gb: Gradebook, assignment: str, root: Path) -> str:
-    """Register the assignment's notebook and graded cells; returns the notebook name."""
+def ensure_assignment(gb: Gradebook, assignment: str, root: Path, duedate=None) -> str:
+    """Register the assignment (and its due date), its notebook and graded cells;
+    returns the notebook name."""
     release_path = release_notebook(assignment, root)
     nb = nbformat.read(release_path, as_version=4)
     name = release_path.stem
-    gb.update_or_create_assignment(assignment)
+    gb.update_or_create_assignment(assignment, duedate=duedate)
     gb.update_or_create_notebook(name, assignment)
     for cell in nb.cells:
         meta = _meta(cell)
@@ -73,16 +74,123 @@ def ensure_assignment(gb: Gradebook, assignment: str, root: Path) -> str:
     return name
 
 
-def record(gb: Gradebook, assignment: str, notebook: str, student: str, report: dict) -> None:
+def due_date(config: Config, assignment: str):
+    """`c.Course.due_dates = {"a03": "2026-12-01 23:59:00 UTC"}` in nbgrader_config.py."""
+    from nbgrader.utils import parse_utc
+    dates = config.Course.get("due_dates", {}) if "Course" in config else {}
+    if assignment not in dates:
+        return None
+    try:
+        return parse_utc(dates[assignment])
+    except (ValueError, OverflowError, TypeError):
+        raise CourseError(f"nbgrader_config.py: c.Course.due_dates['{assignment}'] = {dates[assignment]!r} is not "
+                          "a time (write it as '2026-12-01 23:59:00 UTC')") from None
+
+
+def late_policy(config: Config):
+    """nbgrader's late-submission plugin, as nbgrader_config.py configures it:
+    `c.LateSubmissionPlugin.penalty_method = "zero"`, or another class through
+    `c.AssignLatePenalties.plugin_class` (the course has autograder.late.PercentPerDay)."""
+    from traitlets.utils.importstring import import_item
+    name = config.AssignLatePenalties.get("plugin_class", "nbgrader.plugins.LateSubmissionPlugin") \
+        if "AssignLatePenalties" in config else "nbgrader.plugins.LateSubmissionPlugin"
+    try:
+        cls = import_item(name) if isinstance(name, str) else name
+    except (ImportError, AttributeError):
+        raise CourseError(f"nbgrader_config.py: c.AssignLatePenalties.plugin_class = {name!r} cannot be imported") \
+            from None
+    return cls(config=config)
+
+
+def record(gb: Gradebook, assignment: str, notebook: str, student: str, report: dict,
+           timestamp=None, policy=None) -> float:
+    """The report's scores into the gradebook, with the submission time and the late
+    penalty it earns; returns the penalty."""
     gb.update_or_create_student(student)
     try:
-        gb.find_submission(assignment, student)
+        submission = gb.find_submission(assignment, student)
     except MissingEntry:
-        gb.add_submission(assignment, student)
+        submission = gb.add_submission(assignment, student)
+    submission.timestamp = timestamp
     for comp in report["components"]:
         grade = gb.find_grade(comp["grade_id"], notebook, assignment, student)
         grade.auto_score = comp["score"]
+    nb = gb.find_submission_notebook(notebook, assignment, student)
+    late = submission.total_seconds_late
+    penalty = (policy.late_submission_penalty(student, report["score"], late) if policy and late > 0 else None) or 0.0
+    nb.late_submission_penalty = penalty
     gb.db.commit()
+    return penalty
+
+
+def store_results(assignment: str, results: dict, root: Path, url: str) -> dict:
+    """Graded results into the gradebook and autograded/<student>/<assignment>/; a
+    grader error is recorded beside them (grader-error.json) and touches no grade.
+    Returns, for each student whose grading failed, the score the gradebook keeps."""
+    import warnings
+    from datetime import datetime, timezone
+
+    from sqlalchemy.exc import SAWarning
+
+    from .classroom import submission_time
+    config = nbgrader_config(root)
+    policy, kept = late_policy(config), {}
+    # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings on add_submission; harmless.
+    with warnings.catch_warnings(), open_gradebook(url) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        nb_name = ensure_assignment(gb, assignment, root, due_date(config, assignment))
+        for student, result in sorted(results.items()):
+            folder = root / "autograded" / student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            if result.get("status") == "error":
+                (folder / "grader-error.json").write_text(json.dumps(
+                    {"reason": result["reason"], "time": datetime.now(timezone.utc).isoformat()}, indent=1))
+                try:
+                    kept[student] = gb.find_submission(assignment, student).score
+                except MissingEntry:
+                    kept[student] = None
+                continue
+            record(gb, assignment, nb_name, student, result["report"],
+                   submission_time(root, student, assignment), policy)
+            nbformat.write(nbformat.from_dict(result["notebook"]), folder / f"{nb_name}.ipynb")
+            (folder / "report.json").write_text(json.dumps(result["report"], indent=1))
+            (folder / "grader-error.json").unlink(missing_ok=True)
+    return kept
+
+
+def failed_students(assignment: str, root: Path) -> list[str]:
+    """Students whose last grading of `assignment` failed (grader-error.json)."""
+    return sorted(p.parent.parent.name for p in (root / "autograded").glob(f"*/{assignment}/grader-error.json"))
+
+
+def missing_students(assignment: str, root: Path, url: str, submitted: set[str]) -> list[str]:
+    """Students in the gradebook (a roster, or earlier assignments) with no submission."""
+    with open_gradebook(url) as gb:
+        return sorted(s.id for s in gb.students if s.id not in submitted)
+
+
+def import_roster(path: Path, url: str) -> list[str]:
+    """Students from a CSV file with a header: id (or student_id), first_name,
+    last_name, email (names and email optional). Returns the ids imported."""
+    import csv
+    try:
+        rows = list(csv.DictReader(path.open(newline="", encoding="utf-8-sig")))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CourseError(f"{path}: cannot read it as CSV ({err})") from None
+    key = next((k for k in ("id", "student_id") if rows and k in rows[0]), None)
+    if key is None:
+        raise CourseError(f"{path}: the header needs a column 'id' (or 'student_id'), and may have first_name, "
+                          "last_name and email")
+    ids = []
+    with open_gradebook(url) as gb:
+        for n, row in enumerate(rows, start=2):
+            student = (row.get(key) or "").strip()
+            if not student:
+                raise CourseError(f"{path}, line {n}: no student id")
+            fields = {f: (row.get(f) or "").strip() or None for f in ("first_name", "last_name", "email")}
+            gb.update_or_create_student(student, **fields)
+            ids.append(student)
+    return ids
 
 
 def report_text(comp: dict) -> str:

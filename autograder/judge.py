@@ -2,6 +2,7 @@
 code in a sandboxed worker, results as the JSON report of `course grade`."""
 import contextlib
 import io
+import time
 import zlib
 from dataclasses import replace
 from functools import lru_cache
@@ -12,13 +13,16 @@ import torch
 
 from . import extract
 from .config import SuiteConfig, suite_dir
-from .paths import CourseError, course_root
-from .sandbox import worker_factory
-from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, Student, StudentCrashed,
+from .paths import CourseError, GraderError, course_root
+from .sandbox import WorkerDied, worker_factory
+from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, SandboxFailure, Student, StudentCrashed,
                       StudentError, StudentTimeout)
 from .suite import Feedback, gates_in
 
 GPU_REASON = "needs a GPU: not graded on this machine"
+WORKER_HELP = ("set COURSE_DEBUG_WORKER=1 to see the sandbox's own message; COURSE_NO_BWRAP=1 grades without "
+               "bubblewrap's isolation (README)")
+
 MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
 
 
@@ -47,9 +51,12 @@ def reference_student(assignment: str, root: str) -> Student:
 class GradingPlugin:
     """Gives suites their fixtures and records one outcome per test."""
 
-    def __init__(self, student, reference, device, prepared, config=None):
+    def __init__(self, student, reference, device, prepared, config=None, deadline=None):
         self._student, self._reference, self._device = student, reference, device
         self.config = config
+        self.deadline = deadline  # time.monotonic() past which no further test starts
+        self.overran = False
+        self.failure = None  # why grading itself failed, if it did
         self.components = {c.grade_id: c for c in prepared.components} if prepared else {}
         self.results = {}  # nodeid -> dict
         self.gates, self.gate_errors = {}, {}  # component -> check, and what it raised (None: passed)
@@ -84,6 +91,10 @@ class GradingPlugin:
             self.gates.update(gates_in(module))
 
     def pytest_runtest_setup(self, item):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.overran = True
+            item.session.shouldstop = "out of time for this notebook"
+            pytest.skip("not run: grading this notebook ran out of time")
         seed = zlib.crc32(item.nodeid.encode())
         self._seed(seed)
         if item.get_closest_marker("gpu") and not self._device.startswith("cuda"):
@@ -133,6 +144,9 @@ class GradingPlugin:
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
+        if call.excinfo is not None and isinstance(call.excinfo.value, SandboxFailure):
+            self.failure = str(call.excinfo.value)
+            item.session.shouldstop = self.failure
         if report.when == "call" or (report.when == "setup" and not report.passed):
             result = self.results[item.nodeid] = _result(item, report, call)
             result["gate"] = item.nodeid in self.blocked_by_gate
@@ -241,16 +255,30 @@ def grade_detailed(notebook: Path, assignment: str, device: str = "auto", in_pro
         empty = score(prepared, {})
         return {**empty, "errors": [prepared.fatal] + errors}, []
 
+    deadline = time.monotonic() + config.limits.notebook_seconds
     if in_process:
         transport = LocalTransport(prepared.cells)
     else:
-        transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device), config.all_forbidden())
+        try:
+            transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device),
+                                        config.all_forbidden())
+        except WorkerDied as err:
+            raise GraderError(f"the sandbox could not start a worker ({err}): {WORKER_HELP}") from None
     student = Student(transport)
     try:
-        plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared, config)
-        run_suite(assignment, plugin)
+        plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared, config,
+                               deadline)
+        try:
+            run_suite(assignment, plugin)
+        except RuntimeError as err:
+            raise GraderError(str(err).splitlines()[0]) from None
     finally:
         student.close()
+    if plugin.failure:
+        raise GraderError(f"{plugin.failure}: {WORKER_HELP}")
+    if plugin.overran:
+        raise GraderError(f"grading took longer than {config.limits.notebook_seconds:g} s "
+                          "(limits.notebook_seconds in the suite's suite.toml); no grade was given")
     for cell_id, err in transport.cell_errors.items():
         errors.append(f"Answer cell '{cell_id}' raised {err.get('type', 'an error')}: {err.get('message', '')}"[:300])
     not_graded = sum(r["outcome"] == "not_graded" for r in plugin.results.values())

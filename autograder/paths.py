@@ -10,6 +10,11 @@ class CourseError(Exception):
     """A problem the user can fix; the CLI prints it as one line, no traceback."""
 
 
+class GraderError(Exception):
+    """Grading itself failed for a notebook (the sandbox, the suite, the clock): no
+    grade can be given, and the gradebook must keep the one it has."""
+
+
 def course_root() -> Path:
     """The repository root: $COURSE_ROOT, else the folder above this package."""
     env = os.environ.get("COURSE_ROOT")

@@ -51,6 +51,7 @@ class Limits:
     tmp_bytes: int = 64 * 2**20         # size of the sandbox's private /tmp
     open_files: int = 256
     threads: int = 1                    # torch intra-op threads per worker
+    notebook_seconds: float = 600.0     # wall time to grade one notebook; past it, a grader error
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Limits":

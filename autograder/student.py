@@ -37,6 +37,10 @@ class StudentCrashed(Exception):
     pass
 
 
+class SandboxFailure(Exception):
+    """A fresh worker could not be started: the grader's fault, not the student's."""
+
+
 class ForbiddenAPI(Exception):
     def __init__(self, names):
         self.names = names
@@ -107,7 +111,10 @@ class RemoteTransport:
     def request(self, msg, timeout=None):
         if self.worker is None or not self.worker.alive():
             self.restarts += 1
-            self._start()
+            try:
+                self._start()
+            except WorkerDied as err:
+                raise SandboxFailure(f"the sandbox could not start a fresh worker ({err})") from None
         try:
             return self.worker.request(msg, timeout)
         except WorkerTimeout as err:

@@ -84,3 +84,22 @@ def test_no_internal_link_is_broken(browser, server):
             checked += 1
     assert checked > 20, "too few internal links found: is the page empty?"
     tab.close()
+
+
+def test_jupyterhub_link_carries_its_query_once_decoded(browser, server):
+    """The browser reads the JupyterHub link's query as nbgitpuller will: no double
+    escaping (an `&amp;` left in the href would become part of a parameter's name)."""
+    import yaml
+    from conftest import chapters
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    tab = browser.new_page()
+    for chapter in chapters():
+        tab.goto(f"{server}{chapter}/index.html")
+        params = tab.evaluate("""() => {
+            const a = document.querySelector('ul.assignment-links a.launch-jupyterhub');
+            return a ? Object.fromEntries(new URL(a.href).searchParams) : null; }""")
+        assert params is not None, f"{chapter}: no JupyterHub link"
+        assert set(params) == {"repo", "branch", "urlpath"}, params
+        assert params["repo"] == config["repository"]["url"] and params["branch"] == config["repository"]["branch"]
+        assert params["urlpath"].startswith("lab/tree/") and params["urlpath"].endswith(".ipynb"), params
+    tab.close()
