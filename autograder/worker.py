@@ -166,6 +166,16 @@ class Executor:
         exec(code, self.namespace)
         return {}
 
+    # Operators a suite may apply to student objects (`value * 2`, `-value`), through
+    # Python's own protocol: __add__, then the other side's __radd__, and so on.
+    OPERATORS = {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "neg", "pos", "abs"}
+
+    def op_operator(self, msg):
+        import operator
+        if msg.get("name") not in self.OPERATORS:
+            raise ValueError(f"operator {msg.get('name')!r} is not available")
+        return {"value": self.wrap(getattr(operator, msg["name"])(*self.unwrap(msg["args"])))}
+
     def op_has(self, msg):
         return {"value": [n for n in msg["names"] if n in self.namespace]}
 
