@@ -183,33 +183,42 @@ def brief(message: str) -> str:
     return message[:40]
 
 
-def summary_table(results: dict, missing: list[str] = (), kept: dict | None = None) -> str:
-    """One row per student: the score, or ERROR and why grading failed (the gradebook
-    keeps what it had, shown in `kept`); notes in a few words; students of the roster
-    with no submission; and what to do about errors."""
-    kept = kept or {}
+def summary_table(results: dict, missing: list[str] = (), held: dict | None = None) -> str:
+    """One row per student: the score the gradebook holds (after any late penalty), or
+    ERROR and why grading failed (the gradebook keeps what it had, shown too); notes
+    in a few words; roster students with no submission; what to do about errors."""
+    held = held or {}
     rows = [("student", "score", "max", "notes")]
     errors = []
     for student, r in sorted(results.items()):
+        now = held.get(student)
         if r.get("status") == "error":
             errors.append(student)
-            before = kept.get(student)
-            keep = f"gradebook keeps {before:g}" if before is not None else "no grade recorded"
-            rows.append((student, "ERROR", "", f"grader failed: {r['reason'][:90]} ({keep})"))
+            keep = f"gradebook keeps {now['score']:g}" if now else "no grade recorded"
+            rows.append((student, "ERROR", "", f"grader failed: {r['reason']} ({keep})"))
             continue
         rep = r["report"]
-        notes = "; ".join(dict.fromkeys(brief(e) for e in rep.get("errors", [])))
-        rows.append((student, f"{rep['score']:g}", f"{rep['max_score']:g}", notes))
+        notes = list(dict.fromkeys(brief(e) for e in rep.get("errors", [])))
+        score = rep["score"]
+        if now and now["penalty"] > 0:
+            notes.insert(0, f"{now['days_late']:.1f} days late, -{now['penalty']:g}")
+            score = now["score"]
+        rows.append((student, f"{score:g}", f"{rep['max_score']:g}", "; ".join(notes)))
     rows += [(student, "-", "", "no submission") for student in missing]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  -----")
-    graded = [r["report"]["score"] for r in results.values() if r.get("status") != "error"]
+    graded = [float(row[1]) for row in rows[1:] if row[1] not in ("ERROR", "-")]
     if graded:
-        lines.append(f"{len(graded)} notebooks graded; mean score {sum(graded) / len(graded):.2f}")
+        lines.append(f"{_count(len(graded), 'notebook')} graded; mean score {sum(graded) / len(graded):.2f}")
     if missing:
-        lines.append(f"{len(missing)} students of the gradebook have no submission")
+        lines.append(f"{_count(len(missing), 'student')} of the gradebook {'has' if len(missing) == 1 else 'have'} "
+                     "no submission")
     if errors:
-        lines.append(f"{len(errors)} not graded because the grader failed (their gradebook rows are unchanged); "
-                     "fix the cause, then grade them again with --only-failed")
+        lines.append(f"{_count(len(errors), 'student')} not graded because the grader failed (their gradebook rows "
+                     "are unchanged): fix the cause, then grade them again with --only-failed")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -159,6 +159,10 @@ def cmd_feedback(args) -> int:
     from . import feedback, gradebook
     root = course_root()
     check_assignment_name(args.assignment)
+    failed = gradebook.failed_students(args.assignment, root)
+    if failed:
+        print(f"note: the last grading of {', '.join(failed)} failed; their feedback shows the grade the gradebook "
+              f"kept. Grade them again first: course autograde {args.assignment} --only-failed", file=sys.stderr)
     pages = feedback.generate(args.assignment, root, gradebook.db_url(root, args.db), args.student)
     print(f"feedback for {len(pages)} students in {root / 'feedback'}")
     return 0

@@ -126,7 +126,8 @@ def record(gb: Gradebook, assignment: str, notebook: str, student: str, report: 
 def store_results(assignment: str, results: dict, root: Path, url: str) -> dict:
     """Graded results into the gradebook and autograded/<student>/<assignment>/; a
     grader error is recorded beside them (grader-error.json) and touches no grade.
-    Returns, for each student whose grading failed, the score the gradebook keeps."""
+    Returns, for every student, what the gradebook now holds: {"score" (after any
+    late penalty), "penalty", "days_late"}, or None for a student never graded."""
     import warnings
     from datetime import datetime, timezone
 
@@ -145,17 +146,25 @@ def store_results(assignment: str, results: dict, root: Path, url: str) -> dict:
             if result.get("status") == "error":
                 (folder / "grader-error.json").write_text(json.dumps(
                     {"reason": result["reason"], "time": datetime.now(timezone.utc).isoformat()}, indent=1))
-                try:
-                    kept[student] = gb.find_submission(assignment, student).score
-                except MissingEntry:
-                    kept[student] = None
+                kept[student] = held(gb, assignment, student)
                 continue
             record(gb, assignment, nb_name, student, result["report"],
                    submission_time(root, student, assignment), policy)
+            kept[student] = held(gb, assignment, student)
             nbformat.write(nbformat.from_dict(result["notebook"]), folder / f"{nb_name}.ipynb")
             (folder / "report.json").write_text(json.dumps(result["report"], indent=1))
             (folder / "grader-error.json").unlink(missing_ok=True)
     return kept
+
+
+def held(gb: Gradebook, assignment: str, student: str) -> dict | None:
+    """What the gradebook holds for one student: the score after the late penalty."""
+    try:
+        sub = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return None
+    penalty = sub.late_submission_penalty or 0.0
+    return {"score": max(0.0, sub.score - penalty), "penalty": penalty, "days_late": sub.total_seconds_late / 86400}
 
 
 def failed_students(assignment: str, root: Path) -> list[str]:

@@ -20,8 +20,7 @@ from .student import (ForbiddenAPI, LocalTransport, RemoteTransport, SandboxFail
 from .suite import Feedback, gates_in
 
 GPU_REASON = "needs a GPU: not graded on this machine"
-WORKER_HELP = ("set COURSE_DEBUG_WORKER=1 to see the sandbox's own message; COURSE_NO_BWRAP=1 grades without "
-               "bubblewrap's isolation (README)")
+WORKER_HELP = "COURSE_DEBUG_WORKER=1 shows why (README: When the grader fails)"
 
 MAX_TIMEOUTS = 2  # after this many timeouts, a component's remaining tests are not run
 
@@ -263,7 +262,7 @@ def grade_detailed(notebook: Path, assignment: str, device: str = "auto", in_pro
             transport = RemoteTransport(prepared.cells, config.limits, worker_factory(device),
                                         config.all_forbidden())
         except WorkerDied as err:
-            raise GraderError(f"the sandbox could not start a worker ({err}): {WORKER_HELP}") from None
+            raise GraderError(f"the sandbox could not start a worker; {WORKER_HELP}") from None
     student = Student(transport)
     try:
         plugin = GradingPlugin(student, reference_student(assignment, str(root)), device, prepared, config,
@@ -275,7 +274,7 @@ def grade_detailed(notebook: Path, assignment: str, device: str = "auto", in_pro
     finally:
         student.close()
     if plugin.failure:
-        raise GraderError(f"{plugin.failure}: {WORKER_HELP}")
+        raise GraderError(f"{plugin.failure}; {WORKER_HELP}")
     if plugin.overran:
         raise GraderError(f"grading took longer than {config.limits.notebook_seconds:g} s "
                           "(limits.notebook_seconds in the suite's suite.toml); no grade was given")

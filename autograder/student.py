@@ -121,7 +121,7 @@ class RemoteTransport:
             try:
                 self._start()
             except WorkerDied as err:
-                raise SandboxFailure(f"the sandbox could not start a fresh worker ({err})") from None
+                raise SandboxFailure("the sandbox could not start a fresh worker") from None
         try:
             return self.worker.request(msg, timeout)
         except WorkerTimeout as err:

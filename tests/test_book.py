@@ -61,6 +61,8 @@ def test_no_page_writes_course_urls_by_hand():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     fixed = [config["repository"]["url"].removeprefix("https://"), "colab.research.google.com", "mybinder.org",
              config["launch_buttons"]["jupyterhub_url"].removeprefix("https://")]
+    assert "colab_url" not in config["launch_buttons"], "Colab cannot open the chapter pages (.md)"
+    assert config["sphinx"]["config"]["course_launch"]["jupyterhub_url"] == config["launch_buttons"]["jupyterhub_url"]
     for page in ROOT.glob("book/**/*.md"):
         text = page.read_text()
         for url in fixed:
@@ -147,9 +149,11 @@ def test_assignment_links_download_the_release_and_launch_the_repository(built_b
     assert set(launch) == {"Colab", "Binder", "JupyterHub"}, launch
     notebook = f"assignments/{name}/{release.name}"
     assert launch["Colab"].endswith(f"{repo.removeprefix('https://github.com/')}/blob/{branch}/{notebook}")
-    assert launch["Binder"].startswith(config["launch_buttons"]["binderhub_url"])
+    services = config["sphinx"]["config"]["course_launch"]
+    assert launch["Colab"].startswith(services["colab_url"])
+    assert launch["Binder"].startswith(services["binderhub_url"])
     hub = urlparse(launch["JupyterHub"])
-    assert launch["JupyterHub"].startswith(config["launch_buttons"]["jupyterhub_url"])
+    assert launch["JupyterHub"].startswith(services["jupyterhub_url"])
     assert parse_qs(hub.query) == {"repo": [repo], "branch": [branch],
                                    "urlpath": [f"lab/tree/{repo.rpartition('/')[2]}/{notebook}"]}, hub.query
 

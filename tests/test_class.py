@@ -77,8 +77,11 @@ def table(stdout: str) -> dict[str, str]:
 
 
 def scores(klass, db=None):
+    """Each student's score in the gradebook, after any late penalty (None: no submission)."""
     with Gradebook(db or f"sqlite:///{klass}/gradebook.db") as gb:
-        return {s.id: (gb.find_submission("a03", s.id).score if s.submissions else None) for s in gb.students}
+        subs = {s.id: (gb.find_submission("a03", s.id) if s.submissions else None) for s in gb.students}
+        return {k: (round(sub.score - (sub.late_submission_penalty or 0), 6) if sub else None)
+                for k, sub in subs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +99,10 @@ def test_first_grading(klass, graded):
     rows = table(graded.stdout)
     assert set(rows) == {"ada", "cy", "eve"} and "no submission" in rows["eve"], graded.stdout
     assert "13 GPU tests not graded" in rows["ada"], "notes say what they count"
+    assert "1.0 days late, -" in rows["cy"], "the summary shows the score after the late penalty, and why"
     got = scores(klass)
-    assert got["ada"] == 10.0 and 9.0 < got["cy"] < 10.0 and got["eve"] is None, got
+    assert got["ada"] == 10.0 and 7.2 < got["cy"] < 8.0 and got["eve"] is None, got
+    assert f" {got['cy']:g} " in rows["cy"], rows["cy"]
 
 
 def test_export_carries_the_roster_and_lateness(klass, graded):

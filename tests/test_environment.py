@@ -43,7 +43,7 @@ def test_grades_and_student_work_stay_out_of_git():
     import pytest
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    paths = ["gradebook.db", "grades.csv", "grades-a03.csv", "results-a03-1-of-2.json", "submitted/ada/a03/a03.ipynb",
+    paths = ["gradebook.db", "grades.csv", "grades-a03.csv", "students.csv", "roster-2026.csv", "results-a03-1-of-2.json", "submitted/ada/a03/a03.ipynb",
              "autograded/ada/a03/report.json", "feedback/ada/a03/a03.html"]
     proc = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
     assert sorted(proc.stdout.split()) == sorted(paths), f"not ignored: {set(paths) - set(proc.stdout.split())}"

@@ -2,7 +2,7 @@
 
 * ``{assignment} aNN`` (directive): the download link and the Colab, Binder and
   JupyterHub launch links of an assignment, built from ``_config.yml``'s
-  ``repository`` and ``launch_buttons``. No page writes these URLs by hand, so
+  ``repository`` and ``course_launch`` (its ``launch_buttons`` and Colab). No page writes these URLs by hand, so
   changing the repository or the hub there changes every link.
 * ``{course-map}`` (directive): the front page's table of the 15 chapters. A
   chapter whose overview page is in ``_toc.yml`` is linked, under that page's own
@@ -49,9 +49,11 @@ def launch_links(repository_url: str, branch: str, launch: dict, notebook: str) 
 
 
 def _site(config) -> tuple[str, str, dict]:
+    """The repository, its branch, and the assignments' launch services (course_launch
+    in _config.yml's sphinx.config: the theme's launch_buttons plus Colab)."""
     options = config.html_theme_options or {}
     return options.get("repository_url", ""), options.get("repository_branch", "main"), \
-        options.get("launch_buttons", {})
+        dict(config.course_launch or {})
 
 
 class AssignmentDirective(SphinxDirective):
@@ -164,6 +166,7 @@ def write_exec_times(app, exception):
 
 
 def setup(app):
+    app.add_config_value("course_launch", {}, "env")
     app.add_directive("assignment", AssignmentDirective)
     app.add_directive("course-map", CourseMapDirective)
     app.connect("env-check-consistency", check_course_map)
