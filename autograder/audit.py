@@ -268,7 +268,8 @@ def suite_tests(modules) -> list[SuiteTest]:
         for name, fn in vars(module).items():
             if not (name.startswith("test_") and callable(fn)):
                 continue
-            marks = [getattr(m, "mark", m) for m in module_marks] + list(getattr(fn, "pytestmark", []))
+            # A test's own marks come first: as pytest's get_closest_marker, they win over the module's.
+            marks = list(getattr(fn, "pytestmark", [])) + [getattr(m, "mark", m) for m in module_marks]
             component = next((m.args[0] for m in marks if m.name == "component"), None)
             quotes = tuple(q for m in marks if m.name == "spec" for q in m.args)
             found.append(SuiteTest(name, component, quotes))

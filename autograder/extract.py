@@ -91,34 +91,78 @@ INTROSPECTION = {"__wrapped__", "__closure__", "cell_contents", "__globals__", "
                  "get_referents", "get_referrers", "__builtins__"}
 
 
+# Names the notebooks' setup cells import; an answer cell uses them without importing.
+SETUP_ALIASES = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional", "np": "numpy", "math": "math"}
+
+
+def _is_method(dotted: str) -> bool:
+    """torch.Tensor.softmax is a method: any `x.softmax(...)` may reach it. A module's
+    function (torch.autograd.grad) is reached only through that module."""
+    from .worker import _resolve  # imports torch: only the judge calls this
+    return isinstance(_resolve(dotted.rpartition(".")[0]), type)
+
+
 def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
-    """Forbidden APIs named in a cell: `F.scaled_dot_product_attention`, an import of
-    it, or its name as a string (getattr tricks). The student's own function of the
-    same name is not an attribute access, so it is not flagged."""
+    """Forbidden APIs named in a cell: reached through a module (`F.softmax`,
+    `torch.nn.functional.softmax`, an import of it, with any alias), called as a
+    method when it is one (`x.softmax()` for torch.Tensor.softmax), or named in a
+    string (`getattr(F, "softmax")`). A student's own `.grad` or function of the
+    same name is not flagged; what this misses, the worker's tripwires catch when
+    it runs."""
     if not forbidden:
         return []
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    by_attr = {}
+    aliases = dict(SETUP_ALIASES)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else \
+                    alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    names = set(forbidden)
+    methods = {}
     for dotted in forbidden:  # the first spelling listed is the one reported
-        by_attr.setdefault(dotted.rpartition(".")[2], dotted)
+        if _is_method(dotted):
+            methods.setdefault(dotted.rpartition(".")[2], dotted)
+    distinctive = {d.rpartition(".")[2]: d for d in forbidden if "_" in d.rpartition(".")[2]
+                   and len(d.rpartition(".")[2]) >= 12}
+
+    def dotted_name(node):
+        if isinstance(node, ast.Name):
+            return aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = dotted_name(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in INTROSPECTION:
             found.add(f"introspection ({node.attr}), which could reach a forbidden API")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-                and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant)):
-            found.add("getattr with a computed name, which could reach a forbidden API")
-        if isinstance(node, ast.Attribute) and node.attr in by_attr:
-            found.add(by_attr[node.attr])
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if alias.name in by_attr and by_attr[alias.name].startswith(node.module or ""):
-                    found.add(by_attr[alias.name])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in by_attr:
-            found.add(by_attr[node.value])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) >= 2:
+            name = node.args[1]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                found.add("getattr with a computed name, which could reach a forbidden API")
+            elif f"{dotted_name(node.args[0])}.{name.value}" in names:
+                found.add(f"{dotted_name(node.args[0])}.{name.value}")
+            elif name.value in methods:
+                found.add(methods[name.value])
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            full = dotted_name(node)
+            if full in names:
+                found.add(full)
+            elif isinstance(node, ast.Attribute) and node.attr in methods:
+                found.add(methods[node.attr])
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in distinctive:
+            found.add(distinctive[node.value])
     return sorted(found)
 
 

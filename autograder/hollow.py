@@ -1,17 +1,21 @@
 """Hollow answers, made from any reference answer: right shapes, no substance.
 
 `hollow_cell(source, kind)` keeps the reference answer cell's definitions but
-wraps every top-level function, and every public method (and `forward`) of every
-top-level class, so that what they return is replaced, value by value:
+wraps every top-level function, and every public method, operator (`__add__`...)
+and `forward` of every top-level class, so that what they return is replaced,
+value by value:
 
 * "zeros": tensors by zeros, numbers by 0, strings by "";
 * "constant": tensors by a constant (0.5, 1 or True by dtype), numbers by 1;
 * "input": tensors by the call's first tensor argument, resized to the shape
   the reference returned (its values repeated), numbers by the first number.
 
+Objects of the cell's own classes that a call returns (a scalar autograd node,
+say) have their number and tensor attributes replaced the same way, and tensors
+the call changed in place (an optimizer's parameters) are put back as they were.
 Shapes, dtypes, devices and container structure stay right, so such an answer
 passes every check of form: only a suite that tests values gives it nothing.
-Objects that are not data (a module, a handle) pass through unchanged.
+Other objects (a module, a handle) pass through unchanged.
 """
 import ast
 import inspect
@@ -19,9 +23,27 @@ import inspect
 KINDS = ("zeros", "constant", "input")
 
 
-def _hollow(value, args, kind):
-    """Runs in the sandbox, inside the hollow answer cell (its source is copied there)."""
+def _hollow(call, args, kwargs, kind, local):
+    """Runs in the sandbox, inside the hollow answer cell (its source is copied there):
+    call the reference, undo what it did to tensor arguments in place, and hollow its
+    result. `local` names the cell's classes."""
     import torch
+
+    saved = []
+
+    def snapshot(v):
+        if isinstance(v, torch.Tensor):
+            saved.append((v, v.detach().clone()))
+        elif type(v) in (list, tuple):
+            for x in v:
+                snapshot(x)
+
+    snapshot(args)
+    value = call(*args, **kwargs)
+    with torch.no_grad():
+        for tensor, before in saved:
+            if not torch.equal(tensor, before):
+                tensor.copy_(before)
 
     first_tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
     first_number = next((a for a in args if type(a) in (int, float)), None)
@@ -40,7 +62,7 @@ def _hollow(value, args, kind):
             flat = flat.repeat(-(-t.numel() // flat.numel()))
         return flat[:t.numel()].reshape(t.shape).to(t.dtype).clone()
 
-    def walk(v):
+    def walk(v, depth=0):
         if isinstance(v, torch.Tensor):
             return tensor(v)
         if type(v) is bool:
@@ -52,17 +74,25 @@ def _hollow(value, args, kind):
         if isinstance(v, str):
             return {"zeros": "", "constant": "a"}.get(kind, first_string if first_string is not None else "")
         if type(v) in (list, tuple):
-            return type(v)(walk(x) for x in v)
+            return type(v)(walk(x, depth) for x in v)
         if type(v) is dict:
-            return {k: walk(x) for k, x in v.items()}
+            return {k: walk(x, depth) for k, x in v.items()}
+        if type(v).__name__ in local and not isinstance(v, torch.nn.Module) and depth == 0:
+            for name, x in list(vars(v).items()):
+                if isinstance(x, torch.Tensor) or type(x) in (bool, int, float):
+                    setattr(v, name, walk(x, depth + 1))
         return v
 
     return walk(value)
 
 
+OPERATORS = {"__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+             "__pow__", "__rpow__", "__neg__", "__matmul__", "__rmatmul__", "__call__"}
+
+
 def _wrapped_methods(cls: ast.ClassDef) -> list[str]:
     return [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and (n.name == "forward" or not n.name.startswith("_"))]
+            and (n.name == "forward" or n.name in OPERATORS or not n.name.startswith("_"))]
 
 
 def hollow_cell(source: str, kind: str) -> str:
@@ -70,19 +100,20 @@ def hollow_cell(source: str, kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     tree = ast.parse(source)
+    local = tuple(n.name for n in tree.body if isinstance(n, ast.ClassDef))
     wrappers = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             name = node.name
             node.name = f"_reference_{name}"
             wrappers.append(f"def {name}(*args, **kwargs):\n"
-                            f"    return _hollow(_reference_{name}(*args, **kwargs), args, {kind!r})\n")
+                            f"    return _hollow(_reference_{name}, args, kwargs, {kind!r}, {local!r})\n")
         elif isinstance(node, ast.ClassDef):
             name = node.name
             node.name = f"_Reference{name}"
             methods = "".join(
                 f"    def {m}(self, *args, **kwargs):\n"
-                f"        return _hollow(super().{m}(*args, **kwargs), args, {kind!r})\n"
+                f"        return _hollow(super().{m}, args, kwargs, {kind!r}, {local!r})\n"
                 for m in _wrapped_methods(node))
             wrappers.append(f"class {name}(_Reference{name}):\n{methods or '    pass'}\n")
     helper = inspect.getsource(_hollow)

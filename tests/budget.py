@@ -1,11 +1,12 @@
 """The test run's budget, measured on every run and printed in its summary.
 
 `make test` must stay under 40 minutes on 2 cores when the course has 15
-chapters (CI stops at 90). So each assignment's share (its audit, release,
-public checks and chapter checks: every test parametrized by aNN or by its
-chapter) stays under ASSIGNMENT_SECONDS, and each book page executes in under
-PAGE_SECONDS (tests/test_book.py checks pages). A run over an assignment's
-budget fails, with the table saying where the time went.
+chapters (CI stops at 90). So each assignment's share of the run's wall time
+(its audit, release, public checks and chapter checks: every test parametrized
+by aNN or by its chapter, divided by how many tests ran at once) stays under
+ASSIGNMENT_SECONDS, and each book page executes in under PAGE_SECONDS
+(tests/test_book.py checks pages). A run over an assignment's budget fails,
+with the table saying where the time went.
 """
 import json
 import re
@@ -64,10 +65,19 @@ def shares() -> tuple[dict, dict]:
     return dict(per_assignment), dict(shared)
 
 
+def concurrency() -> float:
+    """How many tests ran at once, on average: test time over wall time (1 without
+    pytest-xdist). Time summed over processes that share 2 cores counts each second
+    twice, so shares of the run are test time divided by this."""
+    wall = time.monotonic() - _started
+    return max(sum(_durations.values()) / wall, 1.0) if wall > 0 else 1.0
+
+
 def over_budget() -> list[str]:
     per_assignment, _ = shares()
-    return [f"{name}: {seconds:.0f} s of tests, over its {ASSIGNMENT_SECONDS} s budget"
-            for name, seconds in sorted(per_assignment.items()) if seconds > ASSIGNMENT_SECONDS]
+    factor = concurrency()
+    return [f"{name}: {seconds / factor:.0f} s of the run, over its {ASSIGNMENT_SECONDS} s budget"
+            for name, seconds in sorted(per_assignment.items()) if seconds / factor > ASSIGNMENT_SECONDS]
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -75,21 +85,21 @@ def pytest_terminal_summary(terminalreporter):
     if not _durations:
         return
     write = terminalreporter.write_line
+    factor = concurrency()
     terminalreporter.section("test-run budget (README: Budget for chapter authors)")
+    write(f"  seconds of this run's wall time (test time / {factor:.2f}, the tests running at once)")
     for name, seconds in sorted(per_assignment.items()):
-        flag = "  OVER" if seconds > ASSIGNMENT_SECONDS else ""
-        write(f"  {name + ' (its tests)':<48}{seconds:7.1f} s  (budget {ASSIGNMENT_SECONDS} s){flag}")
+        flag = "  OVER" if seconds / factor > ASSIGNMENT_SECONDS else ""
+        write(f"  {name + ' (its tests)':<48}{seconds / factor:7.1f} s  (budget {ASSIGNMENT_SECONDS} s){flag}")
     for path, seconds in sorted(shared.items(), key=lambda kv: -kv[1]):
-        write(f"  {path:<48}{seconds:7.1f} s  (shared)")
+        write(f"  {path:<48}{seconds / factor:7.1f} s  (shared)")
     for page, seconds in sorted(_exec_times().items()):
         flag = "  OVER" if seconds > PAGE_SECONDS else ""
         write(f"  {page:<48}{seconds:7.1f} s  to execute (budget {PAGE_SECONDS} s){flag}")
     wall = time.monotonic() - _started
     if per_assignment:
-        # Test time summed over processes, and how much of it one minute of wall time holds.
-        busy = sum(_durations.values())
         mean, fixed = sum(per_assignment.values()) / len(per_assignment), sum(shared.values())
-        projected = (fixed + CHAPTERS_PLANNED * mean) / max(busy / wall, 1.0) / 60
+        projected = (fixed + CHAPTERS_PLANNED * mean) / factor / 60
         write(f"  this run: {wall / 60:.1f} min; at {CHAPTERS_PLANNED} chapters like these: about "
               f"{projected:.0f} min (budget {TOTAL_MINUTES} min)")
     for line in over_budget():

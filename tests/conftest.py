@@ -34,7 +34,7 @@ def built_book(tmp_path_factory):
     proc = run(
         [str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
          "--warningiserror", "--keep-going"],
-        env={"COURSE_BOOK_BUILD": "1"},
+        env={"COURSE_BOOK_BUILD": "1", "OMP_NUM_THREADS": "1"},  # as `make book` (see the Makefile)
         timeout=1200,
     )
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

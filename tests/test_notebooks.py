@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def quick_experiments(monkeypatch):
     monkeypatch.setenv("COURSE_QUICK", "1")  # the kernel inherits it
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny tensors, a busy machine: as the book build
 
 
 def execute(path):
