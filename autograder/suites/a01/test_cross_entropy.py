@@ -111,7 +111,8 @@ DTYPES = [pytest.param(torch.float64, 1e-12, id="float64"), pytest.param(torch.f
           pytest.param(torch.bfloat16, 5e-2, id="bfloat16")]
 
 
-@spec("Keeps the dtype (float32, float64, float16 or bfloat16) and the device of `logits`")
+@spec("Keeps the dtype (float32, float64, float16 or bfloat16) and the device of `logits`",
+      "graded to an absolute and relative error of $10^{-2}$ in float16")
 @pytest.mark.parametrize("dtype, atol", DTYPES)
 def test_keeps_dtype_and_device(student, dtype, atol, device):
     """The loss keeps the dtype and device of the logits"""
